@@ -1,0 +1,43 @@
+# One command per task; each creates .venv from the pinned requirements when it is missing or stale.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+# Stage commands say `python`: make it the project's interpreter for dvc and everything it starts.
+export PATH := $(abspath $(BIN)):$(PATH)
+export VIRTUAL_ENV := $(abspath $(VENV))
+
+.DEFAULT_GOAL := help
+.PHONY: help venv repro test test-fast check-repro bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock requirements.txt
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip check
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create or refresh .venv from requirements.lock
+
+repro: $(STAMP) ## Run the pipeline (dvc repro)
+	$(BIN)/dvc repro
+
+test: $(STAMP) ## Run the whole test suite, slow end-to-end tests included
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## Run the tests, skipping the slow end-to-end ones
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+check-repro: $(STAMP) ## Reproduce and fail if dvc.lock or any output differs from the commit
+	$(BIN)/python .ci/check_repro.py
+
+bench: $(STAMP) ## Time a forced dvc repro against the two reference programs
+	$(BIN)/python benchmarks/bench_reference.py
+
+clean: ## Remove the virtual environment and Python caches
+	rm -rf $(VENV) .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,69 @@
+"""Stage `evaluate@<model>`: score a model's predictions on the train (and test) split into
+metrics/<model>.json, and write predicted-vs-actual data for `dvc plots`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from stages.data import PREPARED_DIR, read_split
+from stages.errors import UserError, run_stage
+from stages.io import write_json, write_text
+from stages.metrics import regression_metrics
+from stages.params import load_params
+
+METRICS_DIR = Path("metrics")
+PREDICTED_DIR = Path("plots/predicted")
+
+
+def predicted_csv(actual: dict[str, np.ndarray], predicted: dict[str, np.ndarray]) -> str:
+    lines = ["split,actual,predicted"]
+    for split in actual:
+        lines += [f"{split},{a!r},{p!r}" for a, p in zip(actual[split].tolist(), predicted[split].tolist())]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__)
+    parser.add_argument("model", help="name of the model under `models:` in params.yaml")
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--prepared", default=str(PREPARED_DIR), help=f"prepared splits (default: {PREPARED_DIR})")
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    if args.model not in params.models:
+        raise UserError(f"params.yaml: no model {args.model!r} under models; known: {', '.join(params.models)}")
+    split = read_split(args.prepared)
+    predictions_path = Path("predictions") / f"{args.model}.npy"
+    card_path = Path("models") / f"{args.model}.json"
+    try:
+        predicted_all = np.load(predictions_path)
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise UserError(f"{err.filename}: missing; run `dvc repro train@{args.model}` first") from None
+    n_train = len(split.y_train)
+    if len(predicted_all) != n_train + len(split.y_test):
+        raise UserError(f"{predictions_path}: does not match {args.prepared}; run `dvc repro train@{args.model}`")
+
+    actual = {"train": split.y_train}
+    predicted = {"train": predicted_all[:n_train]}
+    if len(split.y_test):
+        actual["test"], predicted["test"] = split.y_test, predicted_all[n_train:]
+    metrics: dict = {name: regression_metrics(actual[name], predicted[name]) for name in actual}
+    if "coefficients" in card:
+        metrics["coefficients"] = card["coefficients"]
+
+    write_json(METRICS_DIR / f"{args.model}.json", metrics)
+    write_text(PREDICTED_DIR / f"{args.model}.csv", predicted_csv(actual, predicted))
+    for name, values in actual.items():
+        scores = metrics[name]
+        r2 = "n/a" if scores["r2"] is None else f"{scores['r2']:.4f}"
+        print(f"evaluate@{args.model}: {name} ({len(values)} rows): mse {scores['mse']:.6g}, "
+              f"rmse {scores['rmse']:.6g}, mae {scores['mae']:.6g}, r2 {r2}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main))

@@ -1,0 +1,192 @@
+"""The two regressors, their training loop, and saving/loading them. The only core module that imports torch."""
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from stages.data import Scaling
+from stages.errors import UserError
+from stages.params import ModelSpec
+
+MODEL_FORMAT = 1
+ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+
+
+class LinearRegressor(nn.Module):
+    """y = X w + b, with w and b drawn from torch.randn as in the reference program."""
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_features))
+        self.bias = nn.Parameter(torch.randn(1))
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return X @ self.weight + self.bias
+
+
+class MLPRegressor(nn.Module):
+    """Linear(n_features, h1) -> act -> ... -> Linear(hk, 1)."""
+
+    def __init__(self, n_features: int, hidden: tuple[int, ...], activation: str) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_features
+        for size in hidden:
+            layers += [nn.Linear(width, size), ACTIVATION_LAYERS[activation]()]
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.layers(X).squeeze(-1)
+
+
+def architecture(spec: ModelSpec, n_features: int) -> dict:
+    """Plain description of the network, enough to rebuild it before loading its weights."""
+    arch: dict = {"kind": spec.kind, "n_features": n_features}
+    if spec.kind == "mlp":
+        arch.update(hidden=list(spec.hidden), activation=spec.activation)
+    return arch
+
+
+def build_model(arch: dict) -> nn.Module:
+    if arch["kind"] == "linear":
+        return LinearRegressor(arch["n_features"])
+    return MLPRegressor(arch["n_features"], tuple(arch["hidden"]), arch["activation"])
+
+
+@dataclass(frozen=True)
+class TrainingLog:
+    """Mean training loss of each epoch (in scaled units when scaling is on)."""
+
+    losses: list[float]
+
+
+def fit(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    spec: ModelSpec,
+    seed: int,
+    on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
+) -> TrainingLog:
+    """Adam on the mean squared error; full batch unless spec.batch_size > 0 (shuffled minibatches).
+
+    Raises UserError at the first step whose loss is not finite.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    loss_fn = nn.MSELoss()
+    n_rows = len(y)
+    batch = spec.batch_size if 0 < spec.batch_size < n_rows else 0
+    shuffle = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    step = 0
+    model.train()
+    for epoch in range(1, spec.epochs + 1):
+        order = torch.randperm(n_rows, generator=shuffle) if batch else None
+        total = 0.0
+        for start in range(0, n_rows, batch or n_rows):
+            if order is None:
+                X_batch, y_batch = X, y
+            else:
+                rows = order[start : start + batch]
+                X_batch, y_batch = X[rows], y[rows]
+            step += 1
+            optimizer.zero_grad()
+            loss = loss_fn(model(X_batch), y_batch)
+            value = loss.item()
+            if not np.isfinite(value):
+                raise UserError(
+                    f"models.{spec.name}: training diverged at step {step} (epoch {epoch}, loss {value}); "
+                    f"lower models.{spec.name}.lr (now {spec.lr:g}) or set data.standardize: true"
+                )
+            loss.backward()
+            optimizer.step()
+            total += value * len(y_batch)
+        losses.append(total / n_rows)
+        on_epoch(epoch, losses[-1])
+    return TrainingLog(losses)
+
+
+def predict(model: nn.Module, X: np.ndarray, scaling: Scaling | None) -> np.ndarray:
+    """Predictions in original units, float64, for raw (unscaled) features."""
+    if scaling is not None:
+        X = (X - np.asarray(scaling.x_mean)) / np.asarray(scaling.x_std)
+    dtype = next(model.parameters()).dtype
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.as_tensor(X, dtype=dtype)).double().numpy()
+    if scaling is not None:
+        out = out * scaling.y_std + scaling.y_mean
+    return out
+
+
+def linear_coefficients(model: LinearRegressor, features: tuple[str, ...], scaling: Scaling | None) -> dict:
+    """w per feature and the intercept b, converted back to original units."""
+    w = model.weight.detach().double().numpy()
+    b = float(model.bias.detach().double().item())
+    if scaling is not None:
+        x_std = np.asarray(scaling.x_std)
+        w_scaled = w / x_std
+        b = scaling.y_mean + scaling.y_std * (b - float(np.dot(w_scaled, scaling.x_mean)))
+        w = scaling.y_std * w_scaled
+    coefficients = {name: float(value) for name, value in zip(features, w)}
+    coefficients["(intercept)" if "intercept" in coefficients else "intercept"] = b
+    return coefficients
+
+
+def layer_summary(model: nn.Module, n_features: int) -> list[dict]:
+    """One row per layer: name, output shape for a batch of any size (-1), trainable parameters."""
+    if isinstance(model, LinearRegressor):
+        return [{"layer": "Linear (y = Xw + b)", "output_shape": [-1], "params": n_features + 1}]
+    rows = []
+    out = torch.zeros(1, n_features, dtype=next(model.parameters()).dtype)
+    with torch.no_grad():
+        for index, layer in enumerate(model.layers, start=1):
+            out = layer(out)
+            rows.append(
+                {
+                    "layer": f"{type(layer).__name__}-{index}",
+                    "output_shape": [-1, *out.shape[1:]],
+                    "params": sum(p.numel() for p in layer.parameters()),
+                }
+            )
+    return rows
+
+
+def format_summary(name: str, rows: list[dict]) -> str:
+    lines = [f"Model {name}", f"{'Layer (type)':<24}{'Output Shape':<16}{'Param #':>10}", "-" * 50]
+    lines += [f"{r['layer']:<24}{str(r['output_shape']):<16}{r['params']:>10,}" for r in rows]
+    lines += ["-" * 50, f"Total params: {sum(r['params'] for r in rows):,}", ""]
+    return "\n".join(lines)
+
+
+def model_bytes(model: nn.Module, meta: dict) -> bytes:
+    """The .pt file: state_dict plus plain metadata, loadable with torch.load(..., weights_only=True).
+
+    Serialised to memory so the archive's inner folder name does not depend on the file name.
+    """
+    buffer = io.BytesIO()
+    torch.save({"format": MODEL_FORMAT, **meta, "state_dict": model.state_dict()}, buffer)
+    return buffer.getvalue()
+
+
+def load_model(path: str) -> tuple[nn.Module, dict]:
+    """Rebuild a model the pipeline wrote; only tensors and plain data are unpickled."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: model file not found; run `dvc repro` first") from None
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to replace
+        raise UserError(f"{path}: not a model file written by this pipeline ({type(err).__name__})") from None
+    if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
+        raise UserError(f"{path}: not a model file written by this pipeline (format {MODEL_FORMAT} expected)")
+    model = build_model(saved["architecture"])
+    model.load_state_dict(saved["state_dict"])
+    model.eval()
+    return model, saved

@@ -1,0 +1,247 @@
+"""The schema of params.yaml: one place that reads, checks and types every parameter the stages use."""
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stages.errors import UserError
+
+PARAMS_FILE = "params.yaml"
+MODEL_KINDS = ("linear", "mlp")
+SOLVERS = ("adam",)
+ACTIVATIONS = ("tanh", "relu", "sigmoid")
+MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    path: str
+    features: tuple[str, ...]
+    target: str
+    test_size: float = 0.0
+    split_seed: int = 0
+    standardize: bool = False
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    seed: int = 0
+    log_every: int = 100
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry under `models:`; fields that do not apply to the kind keep their defaults."""
+
+    name: str
+    kind: str
+    lr: float
+    epochs: int
+    solver: str = "adam"
+    hidden: tuple[int, ...] = ()
+    activation: str = "tanh"
+    batch_size: int = 0
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    train: TrainParams
+    models: dict[str, ModelSpec]
+
+
+# --- value checkers: each returns the typed value or raises UserError naming the dotted key ---------
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _integer(minimum: int | None = None) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"params.yaml: {key} must be an integer, got {_describe(value)}")
+        if minimum is not None and value < minimum:
+            raise UserError(f"params.yaml: {key} must be >= {minimum}, got {value}")
+        return value
+
+    return check
+
+
+def _number(check_range: Callable[[float], bool], allowed: str) -> Callable[[str, Any], float]:
+    def check(key: str, value: Any) -> float:
+        number: float | None = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            # PyYAML reads `1e-3` (no dot) as a string; YAML 1.2, which DVC writes, reads it as a number.
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if number is None or not math.isfinite(number):
+            raise UserError(f"params.yaml: {key} must be a finite number, got {_describe(value)}")
+        if not check_range(number):
+            raise UserError(f"params.yaml: {key} must be {allowed}, got {value}")
+        return number
+
+    return check
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"params.yaml: {key} must be true or false, got {_describe(value)}")
+    return value
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def check(key: str, value: Any) -> str:
+        if value not in options:
+            raise UserError(f"params.yaml: {key} must be one of {', '.join(options)}; got {value!r}")
+        return value
+
+    return check
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"params.yaml: {key} must be a non-empty string, got {_describe(value)}")
+    return value
+
+
+def _column_list(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise UserError(
+            f"params.yaml: {key} must be a non-empty list of column names, e.g. [x], got {_describe(value)}"
+        )
+    names = tuple(_text(f"{key}[{i}]", item) for i, item in enumerate(value))
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UserError(f"params.yaml: {key} lists {', '.join(map(repr, repeated))} more than once")
+    return names
+
+
+def _hidden_sizes(key: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise UserError(f"params.yaml: {key} must be a non-empty list of layer sizes, e.g. [10], got {_describe(value)}")
+    return tuple(_integer(minimum=1)(f"{key}[{i}]", size) for i, size in enumerate(value))
+
+
+_positive = _number(lambda v: v > 0, "> 0")
+_fraction = _number(lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+
+DATA_FIELDS: dict[str, Callable[[str, Any], Any]] = {
+    "path": _text,
+    "features": _column_list,
+    "target": _text,
+    "test_size": _fraction,
+    "split_seed": _integer(minimum=0),
+    "standardize": _boolean,
+}
+DATA_REQUIRED = ("path", "features", "target")
+TRAIN_FIELDS: dict[str, Callable[[str, Any], Any]] = {
+    "seed": _integer(minimum=0),
+    "log_every": _integer(minimum=1),
+}
+COMMON_MODEL_FIELDS: dict[str, Callable[[str, Any], Any]] = {
+    "kind": _choice(MODEL_KINDS),
+    "lr": _positive,
+    "epochs": _integer(minimum=1),
+}
+MODEL_FIELDS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
+    "linear": {**COMMON_MODEL_FIELDS, "solver": _choice(SOLVERS)},
+    "mlp": {
+        **COMMON_MODEL_FIELDS,
+        "hidden": _hidden_sizes,
+        "activation": _choice(ACTIVATIONS),
+        "batch_size": _integer(minimum=0),
+    },
+}
+MODEL_REQUIRED = ("kind", "lr", "epochs")
+MODEL_REQUIRED_BY_KIND = {"linear": (), "mlp": ("hidden",)}
+
+
+def _section(raw: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, Any]:
+    dotted = f"{prefix}{key}"
+    value = raw.get(key)
+    if not isinstance(value, Mapping):
+        raise UserError(f"params.yaml: {dotted} must be a mapping of settings, got {_describe(value)}")
+    return value
+
+
+def _reject_unknown(section: Mapping[str, Any], known: Mapping[str, Any] | tuple[str, ...], prefix: str) -> None:
+    for key in section:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(known)}"
+            raise UserError(f"params.yaml: unknown key {prefix}{key}{hint}")
+
+
+def _require(section: Mapping[str, Any], keys: tuple[str, ...], prefix: str) -> None:
+    for key in keys:
+        if key not in section:
+            raise UserError(f"params.yaml: {prefix}{key} is missing; add it to params.yaml")
+
+
+def _checked(section: Mapping[str, Any], fields: Mapping[str, Callable[[str, Any], Any]], prefix: str) -> dict[str, Any]:
+    _reject_unknown(section, fields, prefix)
+    return {key: fields[key](f"{prefix}{key}", value) for key, value in section.items()}
+
+
+def _model_spec(name: Any, raw: Any) -> ModelSpec:
+    if not isinstance(name, str) or not MODEL_NAME.match(name):
+        raise UserError(
+            f"params.yaml: model name {name!r} under models must start with a letter and use only "
+            "letters, digits, _ and - (it names files and DVC stages)"
+        )
+    prefix = f"models.{name}."
+    if not isinstance(raw, Mapping):
+        raise UserError(f"params.yaml: models.{name} must be a mapping of settings, got {_describe(raw)}")
+    _require(raw, MODEL_REQUIRED, prefix)
+    kind = _choice(MODEL_KINDS)(f"{prefix}kind", raw["kind"])
+    _require(raw, MODEL_REQUIRED_BY_KIND[kind], prefix)
+    return ModelSpec(name=name, **_checked(raw, MODEL_FIELDS[kind], prefix))
+
+
+def parse_params(raw: Any) -> Params:
+    """Check a loaded params.yaml against the schema and return it typed."""
+    if not isinstance(raw, Mapping):
+        raise UserError(f"params.yaml: the file must hold a mapping with data, train and models, got {_describe(raw)}")
+    _reject_unknown(raw, ("data", "train", "models"), "")
+    data_raw = _section(raw, "data")
+    _require(data_raw, DATA_REQUIRED, "data.")
+    data = DataParams(**_checked(data_raw, DATA_FIELDS, "data."))
+    if data.target in data.features:
+        raise UserError(f"params.yaml: data.target {data.target!r} is also listed in data.features; remove it from one")
+    train = TrainParams(**_checked(raw.get("train") or {}, TRAIN_FIELDS, "train."))
+    models_raw = _section(raw, "models")
+    if not models_raw:
+        raise UserError("params.yaml: models is empty; add at least one model, e.g. linear: {kind: linear, lr: 0.07, epochs: 1000}")
+    models = {name: _model_spec(name, spec) for name, spec in models_raw.items()}
+    return Params(data=data, train=train, models=models)
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read params.yaml with yaml.safe_load and validate it before any work is done."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found; run the stage from the project root") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
+    return parse_params(raw)

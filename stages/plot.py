@@ -1,0 +1,93 @@
+"""Stage `plot`: the figure of the data with every model's fitted curve (predicted vs actual when there
+are several features), and a predicted-vs-actual figure, as PNG files."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from stages.data import PREPARED_DIR, Split, read_split
+from stages.errors import UserError, run_stage
+from stages.io import atomic_open
+from stages.params import load_params
+
+PLOTS_DIR = Path("plots")
+# Drop the matplotlib version from the PNG so a matplotlib upgrade alone does not change the bytes.
+PNG_METADATA = {"Software": None}
+
+
+def fitted_curves_figure(split: Split, predictions: dict[str, np.ndarray]):
+    """Data points and each model's predictions joined in order of x (one feature only)."""
+    import matplotlib.pyplot as plt
+
+    x = np.concatenate([split.X_train[:, 0], split.X_test[:, 0]])
+    order = np.argsort(x, kind="stable")
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    ax.plot(split.X_train[:, 0], split.y_train, "bo", label="train data")
+    if len(split.y_test):
+        ax.plot(split.X_test[:, 0], split.y_test, "o", mfc="none", mec="tab:green", label="test data")
+    for name, predicted in predictions.items():
+        ax.plot(x[order], predicted[order], "-", label=f"{name} fit")
+    ax.set_xlabel(split.features[0])
+    ax.set_ylabel(split.target)
+    ax.set_title(f"{split.target} against {split.features[0]}")
+    ax.legend()
+    return fig
+
+
+def predicted_vs_actual_figure(split: Split, predictions: dict[str, np.ndarray]):
+    """One panel per model: predicted against actual, with the y = x line."""
+    import matplotlib.pyplot as plt
+
+    actual = np.concatenate([split.y_train, split.y_test])
+    n_train = len(split.y_train)
+    fig, axes = plt.subplots(1, len(predictions), figsize=(4.2 * len(predictions), 4.2), squeeze=False)
+    low, high = float(actual.min()), float(actual.max())
+    for ax, (name, predicted) in zip(axes[0], predictions.items()):
+        ax.plot([low, high], [low, high], "k--", lw=1, label="y = x")
+        ax.plot(actual[:n_train], predicted[:n_train], "bo", ms=4, label="train")
+        if len(split.y_test):
+            ax.plot(actual[n_train:], predicted[n_train:], "o", ms=4, mfc="none", mec="tab:green", label="test")
+        ax.set_title(name)
+        ax.set_xlabel(f"actual {split.target}")
+        ax.set_ylabel(f"predicted {split.target}")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def save_png(fig, path: Path) -> None:
+    with atomic_open(path) as handle:
+        fig.savefig(handle, format="png", dpi=100, metadata=PNG_METADATA)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.plot", description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--prepared", default=str(PREPARED_DIR), help=f"prepared splits (default: {PREPARED_DIR})")
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    split = read_split(args.prepared)
+    predictions = {}
+    for name in params.models:
+        path = Path("predictions") / f"{name}.npy"
+        try:
+            predictions[name] = np.load(path)
+        except FileNotFoundError:
+            raise UserError(f"{path}: missing; run `dvc repro train@{name}` first") from None
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    one_feature = len(split.features) == 1
+    fit = fitted_curves_figure(split, predictions) if one_feature else predicted_vs_actual_figure(split, predictions)
+    save_png(fit, PLOTS_DIR / "fit.png")
+    save_png(predicted_vs_actual_figure(split, predictions), PLOTS_DIR / "predicted_vs_actual.png")
+    print(f"plot: wrote {PLOTS_DIR / 'fit.png'} and {PLOTS_DIR / 'predicted_vs_actual.png'}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main))

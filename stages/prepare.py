@@ -1,0 +1,41 @@
+"""Stage `prepare`: read and check the CSV named in params.yaml, split it, and store the splits."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from stages.data import PREPARED_DIR, Split, fit_scaling, read_table, split_rows, write_split
+from stages.errors import run_stage
+from stages.io import atomic_dir
+from stages.params import load_params
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.prepare", description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--out", default=str(PREPARED_DIR), help=f"output folder (default: {PREPARED_DIR})")
+    args = parser.parse_args(argv)
+
+    data = load_params(args.params).data
+    table = read_table(data.path, data.features, data.target)
+    train_rows, test_rows = split_rows(len(table.y), data.test_size, data.split_seed)
+    scaling = fit_scaling(table, train_rows) if data.standardize else None
+    split = Split(
+        features=table.features,
+        target=table.target,
+        X_train=table.X[train_rows],
+        y_train=table.y[train_rows],
+        X_test=table.X[test_rows],
+        y_test=table.y[test_rows],
+        scaling=scaling,
+    )
+    with atomic_dir(args.out) as folder:
+        write_split(folder, split)
+    print(
+        f"prepare: {data.path}: {len(table.y)} rows, {len(table.features)} feature(s) -> "
+        f"{len(train_rows)} train / {len(test_rows)} test rows in {args.out}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main))
