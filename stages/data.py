@@ -74,7 +74,7 @@ def _read_header(path: Path) -> list[str]:
         raise UserError(f"{path}: byte {err.start} of the header is not UTF-8 text; is this really a CSV?") from None
     if not first.strip():
         raise UserError(f"{path}: the file is empty or its first line is blank; it needs a header row like x,y")
-    return next(csv.reader([first]))
+    return next(csv.reader([first], skipinitialspace=True))
 
 
 def _check_columns(path: Path, header: list[str], wanted: list[str]) -> None:
@@ -128,13 +128,8 @@ def read_table(path: str | Path, features: tuple[str, ...], target: str) -> Tabl
     wanted = [*features, target]
     _check_columns(path, header, wanted)
     try:
-        frame = pd.read_csv(
-            path,
-            usecols=wanted,
-            encoding="utf-8-sig",
-            float_precision="round_trip",
-            skipinitialspace=True,
-        )
+        # No usecols: with it, pandas silently drops the extra fields of a too-long row.
+        frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True)
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: byte {err.start} is not UTF-8 text; is this really a CSV?") from None
     except pd.errors.ParserError as err:

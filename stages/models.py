@@ -110,6 +110,11 @@ def fit(
             total += value * len(y_batch)
         losses.append(total / n_rows)
         on_epoch(epoch, losses[-1])
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise UserError(
+            f"models.{spec.name}: training diverged at step {step} (the weights are no longer finite); "
+            f"lower models.{spec.name}.lr (now {spec.lr:g})"
+        )
     return TrainingLog(losses)
 
 

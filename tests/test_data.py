@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.data import Scaling, Split, fit_scaling, read_split, read_table, split_rows, write_split
+from stages.errors import UserError
+
+
+def write(tmp_path, text: str | bytes, name: str = "t.csv"):
+    path = tmp_path / name
+    if isinstance(text, str):
+        path.write_text(text, newline="")
+    else:
+        path.write_bytes(text)
+    return path
+
+
+def test_reads_several_features_in_file_order(tmp_path):
+    path = write(tmp_path, "a,b,label,c\n1,2,x,0.5\n3,4,y,1e3\n5,6,z,-7\n")
+    table = read_table(path, ("c", "a"), "b")
+    np.testing.assert_array_equal(table.X, [[0.5, 1], [1000, 3], [-7, 5]])
+    np.testing.assert_array_equal(table.y, [2, 4, 6])
+    assert table.X.dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xef\xbb\xbfx,y\n1,2\n3,4\n",  # UTF-8 byte-order mark
+        b'"x","y"\r\n1,2\r\n3,4\r\n',  # quoted header, Windows line ends
+        b"x, y\n1, 2\n3, 4\n",  # spaces after commas
+    ],
+)
+def test_bom_quotes_crlf_and_spaces_just_work(tmp_path, content):
+    table = read_table(write(tmp_path, content), ("x",), "y")
+    np.testing.assert_array_equal(table.y, [2, 4])
+
+
+def test_values_round_trip_exactly(tmp_path):
+    values = [0.1, 1 / 3, 2.718281828459045, 1e-300, 123456789.123456789]
+    text = "x,y\n" + "".join(f"{v!r},{-v!r}\n" for v in values)
+    table = read_table(write(tmp_path, text), ("x",), "y")
+    assert table.X[:, 0].tolist() == values
+    assert table.y.tolist() == [-v for v in values]
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("", "the file is empty"),
+        ("x,y\n", "has a header but no data rows"),
+        ("x,z\n1,2\n", "column 'y' not found; the columns are 'x', 'z'"),
+        ("x;y\n1;2\n", "looks like it uses ';' or tabs"),
+        ("x,y,x\n1,2,3\n", "header names column 'x' more than once"),
+        ("x,y\n1,2\n3,abc\n", "row 2, column 'y': 'abc' is not a number"),
+        ("x,y\n1,2\n,4\n", "row 2, column 'x': the cell is empty"),
+        ("x,y\n1,inf\n", "row 1, column 'y': inf is not a finite number"),
+        ("x,y\n1,2\n3,4,5\n", "every row needs one field per header column"),
+    ],
+)
+def test_bad_csv_names_the_culprit(tmp_path, content, fragment):
+    path = write(tmp_path, content)
+    with pytest.raises(UserError) as err:
+        read_table(path, ("x",), "y")
+    assert fragment in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_missing_file_says_which_param_to_fix(tmp_path):
+    with pytest.raises(UserError, match="file not found; point data.path"):
+        read_table(tmp_path / "nope.csv", ("x",), "y")
+
+
+def test_binary_file_is_reported_as_not_text(tmp_path):
+    path = write(tmp_path, b"x,y\n1,\xff\xfe\x00\n")
+    with pytest.raises(UserError, match="not UTF-8 text"):
+        read_table(path, ("x",), "y")
+
+
+def test_split_is_deterministic_disjoint_and_in_file_order():
+    train, test = split_rows(10, 0.25, seed=3)
+    again = split_rows(10, 0.25, seed=3)
+    assert train.tolist() == again[0].tolist() and test.tolist() == again[1].tolist()
+    assert len(test) == 3 and len(train) == 7
+    assert sorted([*train, *test]) == list(range(10))
+    assert list(train) == sorted(train) and list(test) == sorted(test)
+    assert split_rows(10, 0.25, seed=4)[1].tolist() != test.tolist()
+
+
+def test_zero_test_size_keeps_every_row_for_training():
+    train, test = split_rows(5, 0.0, seed=0)
+    assert train.tolist() == [0, 1, 2, 3, 4] and test.tolist() == []
+
+
+def test_too_few_training_rows_is_an_error():
+    with pytest.raises(UserError, match="leave 1 training rows; training needs at least 2"):
+        split_rows(3, 0.5, seed=0)
+
+
+def test_scaling_uses_only_training_rows_and_rejects_constant_columns(tmp_path):
+    table = read_table(write(tmp_path, "x,y\n1,10\n3,30\n100,0\n"), ("x",), "y")
+    scaling = fit_scaling(table, np.array([0, 1]))
+    assert scaling == Scaling((2.0,), (1.0,), 20.0, 10.0)
+    flat = read_table(write(tmp_path, "x,y\n1,1\n1,2\n", "flat.csv"), ("x",), "y")
+    with pytest.raises(UserError, match="column 'x' is constant"):
+        fit_scaling(flat, np.array([0, 1]))
+
+
+def test_split_files_round_trip(tmp_path):
+    split = Split(("a", "b"), "t", np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([5.0, 6.0]),
+                  np.empty((0, 2)), np.empty(0), Scaling((1.0, 2.0), (3.0, 4.0), 5.0, 6.0))
+    write_split(tmp_path, split)
+    back = read_split(tmp_path)
+    assert back.features == ("a", "b") and back.target == "t" and back.scaling == split.scaling
+    np.testing.assert_array_equal(back.X_train, split.X_train)
+    assert back.X_test.shape == (0, 2)

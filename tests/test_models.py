@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stages import models
+from stages.data import Scaling
+from stages.errors import UserError
+from stages.params import ModelSpec
+
+X_SEED = np.arange(1.0, 11.0).reshape(-1, 1)
+Y_SEED = np.array([3, 5, 5, 6, 7, 7, 8, 9, 9, 10], dtype=np.float64)
+LINEAR = ModelSpec(name="linear", kind="linear", lr=0.07, epochs=1000)
+MLP = ModelSpec(name="mlp", kind="mlp", lr=0.01, epochs=1000, hidden=(10,), activation="tanh")
+
+
+def least_squares_mse(X, y):
+    A = np.column_stack([X, np.ones(len(y))])
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    return float(np.mean((A @ coef - y) ** 2)), coef
+
+
+def train(spec: ModelSpec, X=X_SEED, y=Y_SEED, seed=0):
+    torch.manual_seed(seed)
+    model = models.build_model(models.architecture(spec, X.shape[1]))
+    log = models.fit(model, torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32), spec, seed)
+    return model, log
+
+
+def test_linear_adam_reaches_the_least_squares_line_on_the_seed_data():
+    model, log = train(LINEAR)
+    best_mse, (w, b) = least_squares_mse(X_SEED, Y_SEED)
+    mse = float(np.mean((models.predict(model, X_SEED, None) - Y_SEED) ** 2))
+    assert mse == pytest.approx(best_mse, rel=1e-6)
+    coefficients = models.linear_coefficients(model, ("x",), None)
+    assert coefficients["x"] == pytest.approx(w, abs=1e-4) and coefficients["intercept"] == pytest.approx(b, abs=1e-3)
+    assert len(log.losses) == 1000 and log.losses[-1] < log.losses[0]
+
+
+def test_mlp_fits_below_the_best_line():
+    model, _ = train(MLP)
+    mse = float(np.mean((models.predict(model, X_SEED, None) - Y_SEED) ** 2))
+    assert mse < least_squares_mse(X_SEED, Y_SEED)[0]
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not():
+    first, _ = train(MLP, seed=1)
+    second, _ = train(MLP, seed=1)
+    other, _ = train(MLP, seed=2)
+    for key, tensor in first.state_dict().items():
+        assert torch.equal(tensor, second.state_dict()[key])
+    assert not torch.equal(first.state_dict()["layers.0.weight"], other.state_dict()["layers.0.weight"])
+
+
+def test_minibatches_are_deterministic_and_cover_rows():
+    spec = ModelSpec(name="mb", kind="mlp", lr=0.01, epochs=20, hidden=(4, 3), activation="relu", batch_size=3)
+    a, log_a = train(spec)
+    b, log_b = train(spec)
+    assert log_a.losses == log_b.losses and len(log_a.losses) == 20
+    assert torch.equal(a.layers[0].weight, b.layers[0].weight)
+
+
+def test_divergence_stops_with_the_step_and_a_smaller_lr_hint():
+    spec = ModelSpec(name="linear", kind="linear", lr=1e30, epochs=1000)
+    with pytest.raises(UserError, match=r"models.linear: training diverged at step \d+ .*lower models.linear.lr"):
+        train(spec)
+
+
+def test_coefficients_are_reported_in_original_units_when_scaled():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 2)) * [10.0, 0.1] + [100.0, -3.0]
+    y = X @ np.array([0.5, 20.0]) + 7.0
+    scaling = Scaling(tuple(X.mean(0)), tuple(X.std(0)), float(y.mean()), float(y.std()))
+    torch.manual_seed(0)
+    model = models.LinearRegressor(2)
+    with torch.no_grad():  # the exact solution in scaled units
+        model.weight.copy_(torch.tensor(np.array([0.5, 20.0]) * X.std(0) / y.std()))
+        model.bias.zero_()
+    coefficients = models.linear_coefficients(model, ("a", "b"), scaling)
+    assert coefficients["a"] == pytest.approx(0.5, rel=1e-5)
+    assert coefficients["b"] == pytest.approx(20.0, rel=1e-5)
+    assert coefficients["intercept"] == pytest.approx(7.0, rel=1e-4)
+    np.testing.assert_allclose(models.predict(model, X, scaling), y, rtol=1e-5)
+
+
+def test_summary_lists_layers_shapes_and_parameter_counts():
+    model = models.build_model(models.architecture(MLP, 1))
+    rows = models.layer_summary(model, 1)
+    assert [(r["layer"], r["output_shape"], r["params"]) for r in rows] == [
+        ("Linear-1", [-1, 10], 20), ("Tanh-2", [-1, 10], 0), ("Linear-3", [-1, 1], 11)]
+    assert "Total params: 31" in models.format_summary("mlp", rows)
+
+
+def test_saved_model_loads_with_weights_only_and_predicts_the_same(tmp_path):
+    model, _ = train(MLP)
+    path = tmp_path / "mlp.pt"
+    meta = {"name": "mlp", "architecture": models.architecture(MLP, 1), "features": ["x"], "target": "y", "scaling": None}
+    path.write_bytes(models.model_bytes(model, meta))
+    raw = torch.load(path, weights_only=True)
+    assert raw["features"] == ["x"] and raw["architecture"]["hidden"] == [10]
+    loaded, saved = models.load_model(str(path))
+    np.testing.assert_array_equal(models.predict(loaded, X_SEED, None), models.predict(model, X_SEED, None))
+    assert models.model_bytes(model, meta) == path.read_bytes()
+
+
+def test_loading_a_file_that_is_not_a_model_is_a_user_error(tmp_path):
+    path = tmp_path / "junk.pt"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="not a model file written by this pipeline"):
+        models.load_model(str(path))

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from stages.errors import UserError
+from stages.params import load_params, parse_params
+from tests.conftest import ROOT, default_params
+
+
+def test_project_params_load_with_reference_values():
+    params = load_params(ROOT / "params.yaml")
+    assert params.data.features == ("x",)
+    assert params.models["linear"].lr == 0.07
+    assert params.models["mlp"].hidden == (10,)
+    assert params.models["mlp"].batch_size == 0
+
+
+def test_optional_keys_take_defaults():
+    raw = {"data": {"path": "a.csv", "features": ["a", "b"], "target": "c"},
+           "models": {"m": {"kind": "mlp", "hidden": [4, 3], "lr": 0.1, "epochs": 5}}}
+    params = parse_params(raw)
+    assert params.data.test_size == 0.0 and params.data.standardize is False
+    assert params.train.seed == 0 and params.train.log_every == 100
+    assert params.models["m"].activation == "tanh"
+
+
+@pytest.mark.parametrize("text, value", [("1e-3", 0.001), ("0.001", 0.001), ("1.0e-3", 0.001), ("2", 2.0)])
+def test_lr_spellings_that_yaml_writers_produce_load_as_numbers(text, value):
+    raw = yaml.safe_load(f"lr: {text}")
+    params = default_params()
+    params["models"]["mlp"]["lr"] = raw["lr"]
+    assert parse_params(params).models["mlp"].lr == value
+
+
+def _mutate(path: str, value):
+    params = copy.deepcopy(default_params())
+    *parents, leaf = path.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    return params
+
+
+@pytest.mark.parametrize(
+    "key, value, fragment",
+    [
+        ("models.mlp.lr", 0, "models.mlp.lr must be > 0, got 0"),
+        ("models.mlp.lr", "fast", "models.mlp.lr must be a finite number, got 'fast'"),
+        ("models.mlp.epochs", 0, "models.mlp.epochs must be >= 1"),
+        ("models.mlp.epochs", 10.5, "models.mlp.epochs must be an integer"),
+        ("models.mlp.hidden", [10, 0], "models.mlp.hidden[1] must be >= 1"),
+        ("models.mlp.activation", "gelu", "models.mlp.activation must be one of tanh, relu, sigmoid"),
+        ("models.linear.solver", "sgd", "models.linear.solver must be one of adam"),
+        ("models.mlp.batch_size", -1, "models.mlp.batch_size must be >= 0"),
+        ("data.test_size", 1.0, "data.test_size must be in [0, 1)"),
+        ("data.standardize", "yes", "data.standardize must be true or false"),
+        ("data.features", "x", "data.features must be a non-empty list of column names"),
+        ("data.target", "x", "data.target 'x' is also listed in data.features"),
+        ("models.mlp.epoch", 5, "unknown key models.mlp.epoch; did you mean models.mlp.epochs?"),
+        ("train.sede", 1, "unknown key train.sede; did you mean train.seed?"),
+    ],
+)
+def test_bad_value_names_the_dotted_key(key, value, fragment):
+    with pytest.raises(UserError, match=None) as err:
+        parse_params(_mutate(key, value))
+    assert fragment in str(err.value)
+
+
+def test_missing_required_key_is_named():
+    params = default_params()
+    del params["data"]["target"]
+    with pytest.raises(UserError, match="data.target is missing"):
+        parse_params(params)
+
+
+def test_model_name_must_be_usable_as_a_stage_name():
+    params = default_params()
+    params["models"]["my model"] = params["models"].pop("mlp")
+    with pytest.raises(UserError, match="model name 'my model'"):
+        parse_params(params)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("data:\n  path: [unclosed\n")
+    with pytest.raises(UserError, match=r"invalid YAML at line \d+"):
+        load_params(tmp_path / "params.yaml")
