@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+import torch
+
+from tests.conftest import default_params, run_module, write_params
+
+
+def test_train_linear_logs_every_n_epochs_and_final_w_and_b(workdir):
+    assert run_module(workdir, "prepare").returncode == 0
+    result = run_module(workdir, "train", "linear")
+    assert result.returncode == 0, result.stderr
+    logged = [line for line in result.stdout.splitlines() if "loss" in line]
+    assert [line.split()[2].rstrip(",") for line in logged] == ["1/1000"] + [f"{e}/1000" for e in range(100, 1001, 100)]
+    assert "final w (x): 0.709" in result.stdout and "final b (intercept): 3.000" in result.stdout
+    saved = torch.load(workdir / "models" / "linear.pt", weights_only=True)
+    assert saved["features"] == ["x"] and set(saved["state_dict"]) == {"weight", "bias"}
+    card = json.loads((workdir / "models" / "linear.json").read_text())
+    assert card["coefficients"]["x"] == float(saved["state_dict"]["weight"][0])
+    assert len(np.load(workdir / "predictions" / "linear.npy")) == 10
+    loss_lines = (workdir / "plots" / "loss" / "linear.csv").read_text().splitlines()
+    assert loss_lines[0] == "epoch,loss" and len(loss_lines) == 1001
+
+
+def test_train_mlp_prints_and_writes_its_summary(workdir):
+    assert run_module(workdir, "prepare").returncode == 0
+    result = run_module(workdir, "train", "mlp")
+    assert result.returncode == 0, result.stderr
+    summary = (workdir / "models" / "mlp.summary.txt").read_text()
+    assert summary in result.stdout
+    assert "Linear-1" in summary and "[-1, 10]" in summary and "Total params: 31" in summary
+
+
+def test_unknown_model_and_divergence_exit_2_and_write_nothing(workdir):
+    assert run_module(workdir, "prepare").returncode == 0
+    result = run_module(workdir, "train", "ridge")
+    assert result.returncode == 2 and "no model 'ridge' under models; known: linear, mlp" in result.stderr
+    params = default_params()
+    params["models"]["linear"]["lr"] = 1e30
+    write_params(workdir, params)
+    result = run_module(workdir, "train", "linear")
+    assert result.returncode == 2
+    assert "models.linear: training diverged at step" in result.stderr and "Traceback" not in result.stderr
+    assert not (workdir / "models").exists() and not (workdir / "predictions").exists()
