@@ -1,0 +1,137 @@
+"""End to end: the real dvc and git on a copy of the project in a temporary repository."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, stage_env
+
+pytestmark = pytest.mark.slow
+
+ALL_STAGES = {"prepare", "train@linear", "train@mlp", "evaluate@linear", "evaluate@mlp", "plot"}
+OUTPUTS = ("data/prepared", "models", "predictions", "metrics", "plots")
+
+
+def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=repo, env=stage_env(), text=True, capture_output=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def repro(repo: Path, *args: str) -> set[str]:
+    """Run dvc repro; return the names of the stages it ran."""
+    out = sh(repo, "dvc", "repro", *args).stdout
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+
+
+def outputs(repo: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(repo)): p.read_bytes()
+        for folder in OUTPUTS
+        for p in sorted((repo / folder).rglob("*"))
+        if p.is_file() and p.name != ".gitignore"
+    }
+
+
+def set_param(repo: Path, dotted: str, value) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    *parents, leaf = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def commit(repo: Path, message: str) -> None:
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", message)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A fresh git repository holding the project's files as committed (and as edited, during development)."""
+    dest = tmp_path_factory.mktemp("clone")
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
+                            capture_output=True, check=True).stdout.splitlines()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    sh(dest, "git", "init", "-q")
+    sh(dest, "git", "config", "user.email", "test@example.com")
+    sh(dest, "git", "config", "user.name", "test")
+    commit(dest, "project as cloned")
+    return dest
+
+
+def test_fresh_clone_reproduces_the_committed_lock_and_reference_numbers(repo):
+    assert not (repo / "models" / "linear.pt").exists()  # only what git holds is there
+    repro(repo)
+    assert sh(repo, "git", "status", "--porcelain").stdout == ""
+    linear = json.loads((repo / "metrics" / "linear.json").read_text())
+    mlp = json.loads((repo / "metrics" / "mlp.json").read_text())
+    assert f"{linear['train']['mse']:.6g}" == "0.141818"
+    assert linear["coefficients"]["x"] == pytest.approx(0.709, abs=5e-4)
+    assert linear["coefficients"]["intercept"] == pytest.approx(3.0, abs=5e-4)
+    assert mlp["train"]["mse"] < 0.1
+    assert "test" not in linear
+
+
+def test_second_repro_runs_no_stage(repo):
+    assert repro(repo) == set()
+
+
+def test_forced_rerun_gives_byte_identical_outputs(repo):
+    before = outputs(repo)
+    assert len(before) >= 15
+    assert repro(repo, "--force") == ALL_STAGES
+    assert outputs(repo) == before
+    assert sh(repo, "git", "status", "--porcelain").stdout == ""
+
+
+def test_mlp_lr_change_reruns_only_the_mlp_stages_and_shows_in_diffs(repo):
+    set_param(repo, "models.mlp.lr", 0.02)
+    assert repro(repo) == {"train@mlp", "evaluate@mlp", "plot"}
+    commit(repo, "mlp lr 0.02")
+    metrics = json.loads(sh(repo, "dvc", "metrics", "diff", "HEAD~1", "--json").stdout)
+    assert set(metrics) == {"metrics/mlp.json"}
+    assert "train.mse" in metrics["metrics/mlp.json"]
+    params = json.loads(sh(repo, "dvc", "params", "diff", "HEAD~1", "--json").stdout)
+    assert list(params) == ["params.yaml"] and list(params["params.yaml"]) == ["models.mlp.lr"]
+    assert params["params.yaml"]["models.mlp.lr"]["old"] == 0.01
+    assert params["params.yaml"]["models.mlp.lr"]["new"] == 0.02
+
+
+def test_check_repro_passes_when_clean_and_fails_on_unreproduced_params(repo):
+    make = ["make", "--no-print-directory", "-o", f"{sys.prefix}/.installed", f"VENV={sys.prefix}", "check-repro"]
+    ok = sh(repo, *make)
+    assert "check-repro: OK" in ok.stdout
+    set_param(repo, "models.mlp.epochs", 500)
+    commit(repo, "epochs changed, pipeline not reproduced")
+    failed = sh(repo, *make, check=False)
+    assert failed.returncode != 0
+    assert "check-repro: FAILED" in failed.stdout
+    assert "output metrics/mlp.json" in failed.stdout and "output models/linear.pt" not in failed.stdout
+    assert "metrics/mlp.json" in failed.stdout.split("dvc metrics diff HEAD:")[1]
+    sh(repo, "git", "reset", "-q", "--hard", "HEAD~1")
+    sh(repo, "dvc", "checkout", "-q")
+    assert repro(repo) == set()
+
+
+def test_editing_the_csv_or_pointing_at_another_reruns_everything(repo):
+    csv = repo / "data" / "seed.csv"
+    csv.write_text(csv.read_text().replace("10,10", "10,11"))
+    assert repro(repo) == ALL_STAGES
+    shutil.copy(csv, repo / "data" / "other.csv")
+    (repo / "data" / "other.csv").write_text(csv.read_text() + "11,11\n")
+    set_param(repo, "data.path", "data/other.csv")
+    assert repro(repo) == ALL_STAGES
+    assert json.loads((repo / "data" / "prepared" / "meta.json").read_text())["n_train"] == 11
