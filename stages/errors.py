@@ -33,6 +33,6 @@ def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None =
     except KeyboardInterrupt:
         if debug_enabled():
             raise
-        print("error: interrupted; no output was written", file=sys.stderr)
+        print("error: interrupted; this stage did not finish, run `dvc repro` again", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
