@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,19 +63,60 @@ class Split:
     scaling: Scaling | None
 
 
-def _read_header(path: Path) -> list[str]:
+TEXT_SCAN_CHUNK = 1 << 20
+
+
+def _check_is_text(path: Path) -> None:
+    """Refuse missing files, folders, empty files and anything that is not UTF-8 text, before parsing.
+
+    Reads the file once in chunks, so the byte and line it reports are exact whatever the file size.
+    """
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            first = handle.readline()
+        handle = path.open("rb")
     except FileNotFoundError:
         raise UserError(f"{path}: file not found; point data.path in params.yaml at an existing CSV") from None
     except IsADirectoryError:
         raise UserError(f"{path}: is a folder, not a CSV file; point data.path at a file") from None
+    offset, lines, carry = 0, 1, b""  # offset and line number of the first byte of `carry`
+    with handle:
+        while chunk := handle.read(TEXT_SCAN_CHUNK):
+            data = carry + chunk
+            bad = data.find(b"\0")
+            try:
+                data[: bad if bad >= 0 else len(data)].decode("utf-8")
+                carry = b""
+            except UnicodeDecodeError as err:
+                if err.reason == "unexpected end of data" and err.start >= len(data) - 3 and bad < 0:
+                    carry = data[err.start :]  # a character split across two chunks
+                    data = data[: err.start]
+                else:
+                    bad = err.start
+            if bad >= 0:
+                what = "a NUL byte" if data[bad] == 0 else f"byte 0x{data[bad]:02x}, not UTF-8 text"
+                line = lines + data.count(b"\n", 0, bad)
+                raise UserError(
+                    f"{path}: line {line}, byte offset {offset + bad}: {what}; "
+                    "this is not a UTF-8 text CSV file"
+                )
+            lines += data.count(b"\n")
+            offset += len(data)
+    if carry:
+        raise UserError(f"{path}: line {lines}, byte offset {offset}: the file ends inside a UTF-8 character")
+    if offset == 0:
+        raise UserError(f"{path}: the file is empty; it needs a header row like x,y and data rows")
+
+
+def _read_header(path: Path) -> list[str]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle, skipinitialspace=True), [])
     except UnicodeDecodeError as err:
-        raise UserError(f"{path}: byte {err.start} of the header is not UTF-8 text; is this really a CSV?") from None
-    if not first.strip():
-        raise UserError(f"{path}: the file is empty or its first line is blank; it needs a header row like x,y")
-    return next(csv.reader([first], skipinitialspace=True))
+        raise UserError(f"{path}: the header is not UTF-8 text ({err.reason}); save the file as UTF-8") from None
+    except csv.Error as err:
+        raise UserError(f"{path}: line 1 (the header) cannot be read as CSV: {err}") from None
+    if not any(name.strip() for name in header):
+        raise UserError(f"{path}: the first line is blank; it must be a header row like x,y")
+    return header
 
 
 def _check_columns(path: Path, header: list[str], wanted: list[str]) -> None:
@@ -91,54 +133,99 @@ def _check_columns(path: Path, header: list[str], wanted: list[str]) -> None:
             )
 
 
-def _numeric_column(path: Path, frame, name: str) -> np.ndarray:
+def _locate_row(path: Path, row: int) -> tuple[int, int]:
+    """(line number, field count) of data row `row` (1-based), as pandas counts rows: blank lines skipped.
+
+    Only called on the error path, so the second pass over the file costs nothing in a good run.
+    """
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        next(reader, None)
+        seen = 0
+        for fields in reader:
+            if fields:
+                seen += 1
+                if seen == row:
+                    return reader.line_num, len(fields)
+    return 0, 0
+
+
+def _where(path: Path, row: int) -> str:
+    line, _ = _locate_row(path, row)
+    return f"row {row} (line {line})" if line else f"row {row}"
+
+
+def _numeric_column(path: Path, frame, name: str, n_columns: int) -> np.ndarray:
     import pandas as pd
 
     column = frame[name]
     if column.dtype.kind not in "iuf":
         as_number = pd.to_numeric(column, errors="coerce")
-        bad = as_number.isna() & column.notna()
+        empty = column.isna() | (column.astype(str).str.strip() == "")
+        bad = as_number.isna() & ~empty
         if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise UserError(
-                f"{path}: row {row + 1}, column {name!r}: {column.iloc[row]!r} is not a number"
-            )
-        column = as_number
+            row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+            raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {column.iloc[row - 1]!r} is not a number")
+        column = as_number.where(~empty)
     values = column.to_numpy(dtype=np.float64, na_value=np.nan)
     missing = np.isnan(values)
     if missing.any():
-        row = int(np.flatnonzero(missing)[0])
-        raise UserError(f"{path}: row {row + 1}, column {name!r}: the cell is empty; fill it in or drop the row")
+        row = int(np.flatnonzero(missing)[0]) + 1
+        line, n_fields = _locate_row(path, row)
+        if 0 < n_fields < n_columns:
+            raise UserError(
+                f"{path}: row {row} (line {line}) has {n_fields} field(s) but the header has {n_columns}; "
+                "every row needs one field per header column"
+            )
+        raise UserError(f"{path}: {_where(path, row)}, column {name!r}: the cell is empty; fill it in or drop the row")
     infinite = np.isinf(values)
     if infinite.any():
-        row = int(np.flatnonzero(infinite)[0])
-        raise UserError(f"{path}: row {row + 1}, column {name!r}: {values[row]} is not a finite number")
+        row = int(np.flatnonzero(infinite)[0]) + 1
+        raw = frame[name].iloc[row - 1]
+        shown = repr(raw) if isinstance(raw, str) else str(values[row - 1])
+        raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {shown} is not a finite number")
     return values
 
 
 def read_table(path: str | Path, features: tuple[str, ...], target: str) -> Table:
     """Read the feature and target columns of a CSV as float64, or raise UserError naming the bad cell.
 
-    Rows are numbered from 1 for the first line after the header.
+    Rows are numbered from 1 for the first data row under the header; blank lines are skipped.
     """
     import pandas as pd
 
     path = Path(path)
+    _check_is_text(path)
     header = _read_header(path)
     wanted = [*features, target]
     _check_columns(path, header, wanted)
     try:
-        # No usecols: with it, pandas silently drops the extra fields of a too-long row.
-        frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True)
+        # No usecols: with it, pandas silently drops the extra fields of a too-long row. Only empty
+        # cells are missing values; text such as NA or nan is reported as not a number.
+        frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, keep_default_na=False, na_values=[""])
     except UnicodeDecodeError as err:
-        raise UserError(f"{path}: byte {err.start} is not UTF-8 text; is this really a CSV?") from None
+        raise UserError(f"{path}: not UTF-8 text ({err.reason}); save the file as UTF-8") from None
     except pd.errors.ParserError as err:
-        raise UserError(f"{path}: {str(err).strip()}; every row needs one field per header column") from None
+        raise UserError(f"{path}: {_parser_problem(str(err), len(header))}") from None
+    except (pd.errors.EmptyDataError, ValueError, csv.Error) as err:
+        raise UserError(f"{path}: cannot be read as CSV ({str(err).strip() or type(err).__name__})") from None
     if len(frame) == 0:
         raise UserError(f"{path}: the file has a header but no data rows")
-    X = np.column_stack([_numeric_column(path, frame, name) for name in features])
-    y = _numeric_column(path, frame, target)
+    if list(frame.columns) != header:
+        raise UserError(f"{path}: the header could not be read consistently; check its quotes and separators")
+    X = np.column_stack([_numeric_column(path, frame, name, len(header)) for name in features])
+    y = _numeric_column(path, frame, target, len(header))
     return Table(features=tuple(features), target=target, X=X, y=y)
+
+
+def _parser_problem(message: str, n_columns: int) -> str:
+    """Rephrase pandas' tokenizer error (`Expected 2 fields in line 3, saw 3`) for people."""
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+    if found:
+        expected, line, saw = found.groups()
+        return (f"line {line} has {saw} fields but the header has {expected}; "
+                "every row needs one field per header column (quote fields that contain commas)")
+    return f"cannot be read as CSV ({message.strip()}); every row needs one field per header column"
 
 
 def split_rows(n_rows: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

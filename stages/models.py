@@ -14,6 +14,9 @@ from stages.errors import UserError
 from stages.params import ModelSpec
 
 MODEL_FORMAT = 1
+# A run whose last epoch's loss is this many times its first has blown up, even if no value overflowed
+# (Adam's bounded steps keep the loss finite at lr = 1e12, but the model is garbage).
+DIVERGED_GROWTH = 10.0
 ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
 
@@ -77,7 +80,8 @@ def fit(
 ) -> TrainingLog:
     """Adam on the mean squared error; full batch unless spec.batch_size > 0 (shuffled minibatches).
 
-    Raises UserError at the first step whose loss is not finite.
+    Raises UserError at the first step whose loss is not finite, or at the end if the loss grew
+    more than DIVERGED_GROWTH-fold over training.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
     loss_fn = nn.MSELoss()
@@ -114,6 +118,11 @@ def fit(
         raise UserError(
             f"models.{spec.name}: training diverged at step {step} (the weights are no longer finite); "
             f"lower models.{spec.name}.lr (now {spec.lr:g})"
+        )
+    if losses[-1] > DIVERGED_GROWTH * losses[0]:
+        raise UserError(
+            f"models.{spec.name}: training diverged: the loss grew from {losses[0]:.4g} in epoch 1 to "
+            f"{losses[-1]:.4g} in epoch {spec.epochs}; lower models.{spec.name}.lr (now {spec.lr:g})"
         )
     return TrainingLog(losses)
 

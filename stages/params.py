@@ -204,9 +204,10 @@ def _model_spec(name: Any, raw: Any) -> ModelSpec:
     prefix = f"models.{name}."
     if not isinstance(raw, Mapping):
         raise UserError(f"params.yaml: models.{name} must be a mapping of settings, got {_describe(raw)}")
-    _require(raw, MODEL_REQUIRED, prefix)
+    _require(raw, ("kind",), prefix)
     kind = _choice(MODEL_KINDS)(f"{prefix}kind", raw["kind"])
-    _require(raw, MODEL_REQUIRED_BY_KIND[kind], prefix)
+    _reject_unknown(raw, MODEL_FIELDS[kind], prefix)  # before "missing": a typo is both
+    _require(raw, (*MODEL_REQUIRED, *MODEL_REQUIRED_BY_KIND[kind]), prefix)
     return ModelSpec(name=name, **_checked(raw, MODEL_FIELDS[kind], prefix))
 
 
@@ -216,6 +217,7 @@ def parse_params(raw: Any) -> Params:
         raise UserError(f"params.yaml: the file must hold a mapping with data, train and models, got {_describe(raw)}")
     _reject_unknown(raw, ("data", "train", "models"), "")
     data_raw = _section(raw, "data")
+    _reject_unknown(data_raw, DATA_FIELDS, "data.")
     _require(data_raw, DATA_REQUIRED, "data.")
     data = DataParams(**_checked(data_raw, DATA_FIELDS, "data."))
     if data.target in data.features:

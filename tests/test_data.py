@@ -53,10 +53,13 @@ def test_values_round_trip_exactly(tmp_path):
         ("x,z\n1,2\n", "column 'y' not found; the columns are 'x', 'z'"),
         ("x;y\n1;2\n", "looks like it uses ';' or tabs"),
         ("x,y,x\n1,2,3\n", "header names column 'x' more than once"),
-        ("x,y\n1,2\n3,abc\n", "row 2, column 'y': 'abc' is not a number"),
-        ("x,y\n1,2\n,4\n", "row 2, column 'x': the cell is empty"),
-        ("x,y\n1,inf\n", "row 1, column 'y': inf is not a finite number"),
-        ("x,y\n1,2\n3,4,5\n", "every row needs one field per header column"),
+        ("x,y\n1,2\n3,abc\n", "row 2 (line 3), column 'y': 'abc' is not a number"),
+        ("x,y\n1,2\n,4\n", "row 2 (line 3), column 'x': the cell is empty"),
+        ("x,y\n1,inf\n", "row 1 (line 2), column 'y': inf is not a finite number"),
+        ("x,y\n\n1,2\n\n3,1e999\n", "row 2 (line 5), column 'y': inf is not a finite number"),
+        ("x,y\n1,2\n3\n", "row 2 (line 3) has 1 field(s) but the header has 2"),
+        ("x,y\n1,NA\n", "row 1 (line 2), column 'y': 'NA' is not a number"),
+        ("x,y\n1,2\n3,4,5\n", "line 3 has 3 fields but the header has 2"),
     ],
 )
 def test_bad_csv_names_the_culprit(tmp_path, content, fragment):
@@ -73,9 +76,20 @@ def test_missing_file_says_which_param_to_fix(tmp_path):
 
 
 def test_binary_file_is_reported_as_not_text(tmp_path):
-    path = write(tmp_path, b"x,y\n1,\xff\xfe\x00\n")
-    with pytest.raises(UserError, match="not UTF-8 text"):
-        read_table(path, ("x",), "y")
+    with pytest.raises(UserError, match="line 2, byte offset 6: a NUL byte; this is not a UTF-8 text CSV file"):
+        read_table(write(tmp_path, b"x,y\n1,\x00\n"), ("x",), "y")
+    with pytest.raises(UserError, match="line 3, byte offset 10: byte 0xff, not UTF-8 text"):
+        read_table(write(tmp_path, b"x,y\n1,2\n3,\xff\xfe\n"), ("x",), "y")
+
+
+def test_utf8_split_across_scan_chunks_is_text_and_a_late_bad_byte_is_located(tmp_path, monkeypatch):
+    import stages.data
+
+    monkeypatch.setattr(stages.data, "TEXT_SCAN_CHUNK", 5)
+    table = read_table(write(tmp_path, "x,y\n1,2\n3,4\n".replace("x", "\u00e9x").encode()), ("\u00e9x",), "y")
+    assert table.y.tolist() == [2, 4]
+    with pytest.raises(UserError, match="line 4, byte offset 14: byte 0xff"):
+        read_table(write(tmp_path, b"x,y\n1,2\n3,4\n5,\xff\n"), ("x",), "y")
 
 
 def test_split_is_deterministic_disjoint_and_in_file_order():

@@ -61,6 +61,17 @@ def test_minibatches_are_deterministic_and_cover_rows():
     assert torch.equal(a.layers[0].weight, b.layers[0].weight)
 
 
+def test_a_loss_that_blows_up_without_overflowing_is_divergence():
+    spec = ModelSpec(name="mlp", kind="mlp", lr=1e12, epochs=200, hidden=(10,), activation="tanh")
+    with pytest.raises(UserError, match=r"models.mlp: training diverged: the loss grew from .* lower models.mlp.lr"):
+        train(spec)
+
+
+def test_a_huge_lr_that_still_converges_is_not_divergence():
+    model, log = train(ModelSpec(name="linear", kind="linear", lr=1e12, epochs=1000))
+    assert log.losses[-1] < log.losses[0]
+
+
 def test_divergence_stops_with_the_step_and_a_smaller_lr_hint():
     spec = ModelSpec(name="linear", kind="linear", lr=1e30, epochs=1000)
     with pytest.raises(UserError, match=r"models.linear: training diverged at step \d+ .*lower models.linear.lr"):

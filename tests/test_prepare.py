@@ -30,7 +30,7 @@ def test_bad_csv_exits_2_with_one_line_and_writes_nothing(workdir):
     (workdir / "data" / "seed.csv").write_text("x,y\n1,2\n2,oops\n3,4\n")
     result = run_module(workdir, "prepare")
     assert result.returncode == 2
-    assert result.stderr == "error: data/seed.csv: row 2, column 'y': 'oops' is not a number\n"
+    assert result.stderr == "error: data/seed.csv: row 2 (line 3), column 'y': 'oops' is not a number\n"
     assert not (workdir / "data" / "prepared").exists()
     assert [p.name for p in (workdir / "data").iterdir()] == ["seed.csv"]
 

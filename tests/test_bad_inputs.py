@@ -1,0 +1,69 @@
+"""Every file in tests/corpus goes through the real stage: exit code 2, one line naming the culprit,
+no traceback, and no output created or changed."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import SEED_CSV, default_params, run_module, snapshot, write_params
+
+CORPUS = Path(__file__).parent / "corpus"
+CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
+ALL_STAGES = ["prepare", "train linear", "train mlp", "evaluate linear", "evaluate mlp", "plot"]
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory) -> Path:
+    """A project folder after a complete good run of every stage."""
+    folder = tmp_path_factory.mktemp("good")
+    (folder / "data").mkdir()
+    (folder / "data" / "seed.csv").write_text(SEED_CSV)
+    write_params(folder, default_params())
+    for stage in ALL_STAGES:
+        result = run_module(folder, *stage.split())
+        assert result.returncode == 0, result.stderr
+    return folder
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    return {name: data for name, data in snapshot(folder).items() if name not in ("params.yaml", "data/seed.csv")}
+
+
+def assert_refused(folder: Path, stage: str, expect: str, before: dict[str, bytes]) -> None:
+    result = run_module(folder, *stage.split())
+    assert result.returncode == 2, (stage, result.stdout, result.stderr)
+    assert expect in result.stderr, (stage, result.stderr)
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert outputs(folder) == before, f"{stage} changed its outputs"
+
+
+def test_corpus_files_all_have_a_case_and_back():
+    for kind in ("csv", "params"):
+        assert sorted(p.name for p in (CORPUS / kind).iterdir()) == sorted(CASES[kind])
+
+
+@pytest.mark.parametrize("name", sorted(CASES["csv"]))
+def test_bad_csv_is_refused_by_prepare(good_run, tmp_path, name):
+    case = CASES["csv"][name]
+    folder = tmp_path / "project"
+    shutil.copytree(good_run, folder)
+    if case.get("standardize"):
+        write_params(folder, default_params(standardize=True))
+    before = outputs(folder)
+    shutil.copy(CORPUS / "csv" / name, folder / "data" / "seed.csv")
+    assert_refused(folder, "prepare", case["expect"], before)
+
+
+@pytest.mark.parametrize("name", sorted(CASES["params"]))
+def test_bad_params_are_refused_by_every_stage(good_run, tmp_path, name):
+    case = CASES["params"][name]
+    folder = tmp_path / "project"
+    shutil.copytree(good_run, folder)
+    before = outputs(folder)
+    shutil.copy(CORPUS / "params" / name, folder / "params.yaml")
+    for stage in case.get("stages", ALL_STAGES):
+        assert_refused(folder, stage, case["expect"], before)
