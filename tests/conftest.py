@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,60 @@ def write_params(folder: Path, params: dict) -> None:
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under folder, by relative path, with its bytes."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=repo, env=stage_env(), text=True, capture_output=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def commit(repo: Path, message: str) -> None:
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", message)
+
+
+def clone_project(dest: Path) -> Path:
+    """A new git repository holding the project's files as git sees them (committed or edited), no outputs
+    beyond what git tracks: what a user has after `git clone`."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
+                            capture_output=True, check=True).stdout.splitlines()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    sh(dest, "git", "init", "-q")
+    sh(dest, "git", "config", "user.email", "test@example.com")
+    sh(dest, "git", "config", "user.name", "test")
+    commit(dest, "project as cloned")
+    return dest
+
+
+OUTPUT_FOLDERS = ("data/prepared", "models", "predictions", "metrics", "plots")
+
+
+def repro(repo: Path, *args: str) -> set[str]:
+    """Run dvc repro; return the names of the stages it ran."""
+    out = sh(repo, "dvc", "repro", *args).stdout
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+
+
+def outputs(repo: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(repo)): p.read_bytes()
+        for folder in OUTPUT_FOLDERS
+        for p in sorted((repo / folder).rglob("*"))
+        if p.is_file() and p.name != ".gitignore"
+    }
+
+
+def set_param(folder: Path, dotted: str, value) -> None:
+    """Change one key of folder/params.yaml."""
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    *parents, leaf = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    write_params(folder, params)

@@ -3,73 +3,21 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import ROOT, stage_env
+from tests.conftest import clone_project, commit, outputs, repro, set_param, sh
 
 pytestmark = pytest.mark.slow
 
 ALL_STAGES = {"prepare", "train@linear", "train@mlp", "evaluate@linear", "evaluate@mlp", "plot"}
-OUTPUTS = ("data/prepared", "models", "predictions", "metrics", "plots")
-
-
-def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=repo, env=stage_env(), text=True, capture_output=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def repro(repo: Path, *args: str) -> set[str]:
-    """Run dvc repro; return the names of the stages it ran."""
-    out = sh(repo, "dvc", "repro", *args).stdout
-    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
-
-
-def outputs(repo: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(repo)): p.read_bytes()
-        for folder in OUTPUTS
-        for p in sorted((repo / folder).rglob("*"))
-        if p.is_file() and p.name != ".gitignore"
-    }
-
-
-def set_param(repo: Path, dotted: str, value) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    *parents, leaf = dotted.split(".")
-    node = params
-    for key in parents:
-        node = node[key]
-    node[leaf] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def commit(repo: Path, message: str) -> None:
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", message)
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """A fresh git repository holding the project's files as committed (and as edited, during development)."""
-    dest = tmp_path_factory.mktemp("clone")
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
-                            capture_output=True, check=True).stdout.splitlines()
-    for name in listed:
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    sh(dest, "git", "init", "-q")
-    sh(dest, "git", "config", "user.email", "test@example.com")
-    sh(dest, "git", "config", "user.name", "test")
-    commit(dest, "project as cloned")
-    return dest
+    return clone_project(tmp_path_factory.mktemp("clone"))
 
 
 def test_fresh_clone_reproduces_the_committed_lock_and_reference_numbers(repo):

@@ -1,0 +1,107 @@
+"""Failures through the real dvc: nothing is lost, `dvc checkout` restores the good run, Ctrl-C is clean."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import clone_project, outputs, repro, run_module, set_param, sh, stage_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def good_repo(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
+    """A clone after a good `dvc repro`, with the bytes of every output."""
+    repo = clone_project(tmp_path_factory.mktemp("clone"))
+    repro(repo)
+    return repo, outputs(repo)
+
+
+def temporary_files(repo: Path) -> list[str]:
+    return [str(p) for p in repo.rglob("*.tmp")]
+
+
+def assert_restored(repo: Path, good: dict[str, bytes]) -> None:
+    sh(repo, "dvc", "checkout", "-q")
+    assert outputs(repo) == good
+    assert "Data and pipelines are up to date." in sh(repo, "dvc", "status").stdout
+    assert sh(repo, "git", "status", "--porcelain").stdout == ""
+    assert temporary_files(repo) == []
+
+
+def test_bad_csv_fails_in_dvc_repro_and_checkout_restores_everything(good_repo):
+    repo, good = good_repo
+    csv = repo / "data" / "seed.csv"
+    original = csv.read_text()
+    csv.write_text(original.replace("3,5\n", "3,five\n"))
+    failed = sh(repo, "dvc", "repro", check=False)
+    assert failed.returncode != 0
+    assert "error: data/seed.csv: row 3 (line 4), column 'y': 'five' is not a number" in failed.stderr
+    assert "failed to reproduce 'prepare'" in failed.stderr
+    assert "Traceback" not in failed.stdout + failed.stderr
+    csv.write_text(original)
+    assert_restored(repo, good)
+
+
+def test_bad_params_fail_in_dvc_repro_and_checkout_restores_everything(good_repo):
+    repo, good = good_repo
+    original = (repo / "params.yaml").read_text()
+    set_param(repo, "models.mlp.lr", 1e12)
+    failed = sh(repo, "dvc", "repro", check=False)
+    assert failed.returncode != 0
+    assert "error: models.mlp: training diverged" in failed.stderr
+    assert not (repo / "models" / "mlp.pt").exists()  # dvc removed it before the run; nothing half-written
+    (repo / "params.yaml").write_text(original)
+    assert_restored(repo, good)
+
+
+def wait_for(path: Path, text: str, process: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while text not in path.read_text(errors="replace"):
+        assert process.poll() is None, f"exited early:\n{path.read_text()}"
+        assert time.monotonic() < deadline, f"{text!r} never appeared:\n{path.read_text()}"
+        time.sleep(0.05)
+
+
+def test_sigint_ends_a_training_stage_promptly_without_output(good_repo, tmp_path):
+    repo, good = good_repo
+    set_param(repo, "models.mlp.epochs", 10_000_000)
+    log = tmp_path / "train.log"
+    with log.open("w") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "stages.train", "mlp"], cwd=repo, env=stage_env(),
+                                   stdout=handle, stderr=subprocess.STDOUT)
+    wait_for(log, "train@mlp: epoch 1/10000000", process)
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    assert process.wait(timeout=10) == 130
+    assert time.monotonic() - started < 5
+    text = log.read_text()
+    assert "error: interrupted" in text and "Traceback" not in text
+    assert outputs(repo) == good and temporary_files(repo) == []
+    sh(repo, "git", "checkout", "params.yaml")
+
+
+def test_ctrl_c_during_dvc_repro_leaves_no_partial_output_and_the_next_repro_succeeds(good_repo, tmp_path):
+    repo, good = good_repo
+    set_param(repo, "models.mlp.epochs", 10_000_000)
+    log = tmp_path / "repro.log"
+    with log.open("w") as handle:
+        # A new session, so the signal can go to the whole process group, as Ctrl-C in a terminal does.
+        process = subprocess.Popen(["dvc", "repro"], cwd=repo, env=stage_env(), stdout=handle,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for(log, "train@mlp: epoch 1/10000000", process)
+    os.killpg(process.pid, signal.SIGINT)
+    process.wait(timeout=30)
+    assert process.returncode != 0
+    assert temporary_files(repo) == []
+    assert not (repo / "models" / "mlp.pt").exists()
+    sh(repo, "git", "checkout", "params.yaml")
+    repro(repo)
+    assert outputs(repo) == good
+    assert "Data and pipelines are up to date." in sh(repo, "dvc", "status").stdout
