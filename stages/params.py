@@ -222,7 +222,7 @@ def parse_params(raw: Any) -> Params:
     data = DataParams(**_checked(data_raw, DATA_FIELDS, "data."))
     if data.target in data.features:
         raise UserError(f"params.yaml: data.target {data.target!r} is also listed in data.features; remove it from one")
-    train = TrainParams(**_checked(raw.get("train") or {}, TRAIN_FIELDS, "train."))
+    train = TrainParams(**_checked(_section(raw, "train") if "train" in raw else {}, TRAIN_FIELDS, "train."))
     models_raw = _section(raw, "models")
     if not models_raw:
         raise UserError("params.yaml: models is empty; add at least one model, e.g. linear: {kind: linear, lr: 0.07, epochs: 1000}")

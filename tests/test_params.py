@@ -88,3 +88,11 @@ def test_invalid_yaml_names_the_line(tmp_path):
     (tmp_path / "params.yaml").write_text("data:\n  path: [unclosed\n")
     with pytest.raises(UserError, match=r"invalid YAML at line \d+"):
         load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("section, value", [("train", [1, 2]), ("models", 5), ("data", "data.csv")])
+def test_a_section_that_is_not_a_mapping_is_named(section, value):
+    params = default_params()
+    params[section] = value
+    with pytest.raises(UserError, match=f"params.yaml: {section} must be a mapping of settings"):
+        parse_params(params)
