@@ -192,12 +192,23 @@ def read_table(path: str | Path, features: tuple[str, ...], target: str) -> Tabl
 
     Rows are numbered from 1 for the first data row under the header; blank lines are skipped.
     """
+    values = read_columns(path, [*features, target])
+    return Table(features=tuple(features), target=target, X=values[:, :-1], y=values[:, -1])
+
+
+def read_header(path: str | Path) -> list[str]:
+    """The column names of a CSV, after checking it is a non-empty UTF-8 text file."""
+    path = Path(path)
+    _check_is_text(path)
+    return _read_header(path)
+
+
+def read_columns(path: str | Path, wanted: list[str]) -> np.ndarray:
+    """The named columns of a CSV as a float64 (rows, columns) array, checked cell by cell."""
     import pandas as pd
 
     path = Path(path)
-    _check_is_text(path)
-    header = _read_header(path)
-    wanted = [*features, target]
+    header = read_header(path)
     _check_columns(path, header, wanted)
     try:
         # No usecols: with it, pandas silently drops the extra fields of a too-long row. Only empty
@@ -213,9 +224,7 @@ def read_table(path: str | Path, features: tuple[str, ...], target: str) -> Tabl
         raise UserError(f"{path}: the file has a header but no data rows")
     if list(frame.columns) != header:
         raise UserError(f"{path}: the header could not be read consistently; check its quotes and separators")
-    X = np.column_stack([_numeric_column(path, frame, name, len(header)) for name in features])
-    y = _numeric_column(path, frame, target, len(header))
-    return Table(features=tuple(features), target=target, X=X, y=y)
+    return np.column_stack([_numeric_column(path, frame, name, len(header)) for name in wanted])
 
 
 def _parser_problem(message: str, n_columns: int) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from stages.data import PREPARED_DIR, read_split
 from stages.errors import UserError, run_stage
 from stages.io import write_json, write_text
-from stages.metrics import regression_metrics
+from stages.metrics import least_squares_mse, optimality_gap, regression_metrics
 from stages.params import load_params
 
 METRICS_DIR = Path("metrics")
@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     if len(split.y_test):
         actual["test"], predicted["test"] = split.y_test, predicted_all[n_train:]
     metrics: dict = {name: regression_metrics(actual[name], predicted[name]) for name in actual}
-    if "coefficients" in card:
+    if card["architecture"]["kind"] == "linear":
+        best = least_squares_mse(split.X_train, split.y_train)
+        metrics["train"]["optimality_gap"] = optimality_gap(metrics["train"]["mse"], best, split.y_train)
         metrics["coefficients"] = card["coefficients"]
 
     write_json(METRICS_DIR / f"{args.model}.json", metrics)

@@ -15,7 +15,8 @@ from stages.errors import UserError
 
 PARAMS_FILE = "params.yaml"
 MODEL_KINDS = ("linear", "mlp")
-SOLVERS = ("adam",)
+SOLVERS = ("adam", "lbfgs", "exact")
+DTYPES = ("float32", "float64")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
@@ -34,6 +35,7 @@ class DataParams:
 class TrainParams:
     seed: int = 0
     log_every: int = 100
+    dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,8 @@ class ModelSpec:
 
     name: str
     kind: str
-    lr: float
-    epochs: int
+    lr: float = 0.0  # unused by solver: exact
+    epochs: int = 0  # unused by solver: exact
     solver: str = "adam"
     hidden: tuple[int, ...] = ()
     activation: str = "tanh"
@@ -149,6 +151,7 @@ DATA_REQUIRED = ("path", "features", "target")
 TRAIN_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "seed": _integer(minimum=0),
     "log_every": _integer(minimum=1),
+    "dtype": _choice(DTYPES),
 }
 COMMON_MODEL_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "kind": _choice(MODEL_KINDS),
@@ -164,8 +167,8 @@ MODEL_FIELDS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
         "batch_size": _integer(minimum=0),
     },
 }
-MODEL_REQUIRED = ("kind", "lr", "epochs")
-MODEL_REQUIRED_BY_KIND = {"linear": (), "mlp": ("hidden",)}
+GRADIENT_REQUIRED = ("lr", "epochs")
+MODEL_REQUIRED_BY_KIND = {"linear": GRADIENT_REQUIRED, "mlp": (*GRADIENT_REQUIRED, "hidden")}
 
 
 def _section(raw: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, Any]:
@@ -206,9 +209,10 @@ def _model_spec(name: Any, raw: Any) -> ModelSpec:
         raise UserError(f"params.yaml: models.{name} must be a mapping of settings, got {_describe(raw)}")
     _require(raw, ("kind",), prefix)
     kind = _choice(MODEL_KINDS)(f"{prefix}kind", raw["kind"])
-    _reject_unknown(raw, MODEL_FIELDS[kind], prefix)  # before "missing": a typo is both
-    _require(raw, (*MODEL_REQUIRED, *MODEL_REQUIRED_BY_KIND[kind]), prefix)
-    return ModelSpec(name=name, **_checked(raw, MODEL_FIELDS[kind], prefix))
+    fields = _checked(raw, MODEL_FIELDS[kind], prefix)  # unknown keys first: a typo is also a missing key
+    # The exact solver has no learning rate or epochs; they may stay in the file (for switching back).
+    _require(raw, () if fields.get("solver") == "exact" else MODEL_REQUIRED_BY_KIND[kind], prefix)
+    return ModelSpec(name=name, **fields)
 
 
 def parse_params(raw: Any) -> Params:

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     if split.scaling is not None:
         X = (X - np.asarray(split.scaling.x_mean)) / np.asarray(split.scaling.x_std)
         y = (y - split.scaling.y_mean) / split.scaling.y_std
-    arch = models.architecture(spec, len(split.features))
+    arch = models.architecture(spec, len(split.features), params.train.dtype)
+    dtype = getattr(torch, arch["dtype"])
     model = models.build_model(arch)
     rows = models.layer_summary(model, len(split.features))
     summary = models.format_summary(spec.name, rows)
@@ -57,10 +58,10 @@ def main(argv: list[str] | None = None) -> None:
         if epoch == 1 or epoch % params.train.log_every == 0 or epoch == spec.epochs:
             print(f"train@{spec.name}: epoch {epoch}/{spec.epochs}, loss {loss:.6f}", flush=True)
 
-    history = models.fit(
+    history = models.train_model(
         model,
-        torch.as_tensor(X, dtype=torch.float32),
-        torch.as_tensor(y, dtype=torch.float32),
+        torch.as_tensor(X, dtype=dtype),
+        torch.as_tensor(y, dtype=dtype),
         spec,
         seed=params.train.seed,
         on_epoch=log,

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from tests.conftest import run_module
 
@@ -11,7 +12,7 @@ def _prepare_and_predict(workdir, predictions):
     (workdir / "predictions").mkdir()
     np.save(workdir / "predictions" / "linear.npy", np.asarray(predictions, dtype=np.float64))
     (workdir / "models").mkdir()
-    card = {"coefficients": {"x": 0.7, "intercept": 3.0}}
+    card = {"architecture": {"kind": "linear"}, "coefficients": {"x": 0.7, "intercept": 3.0}}
     (workdir / "models" / "linear.json").write_text(json.dumps(card))
 
 
@@ -23,6 +24,8 @@ def test_metrics_json_scores_the_train_split_and_carries_coefficients(workdir):
     metrics = json.loads((workdir / "metrics" / "linear.json").read_text())
     assert set(metrics) == {"train", "coefficients"}
     assert metrics["train"]["mse"] == 1.0 and metrics["train"]["mae"] == 1.0
+    best = 1.56 / 11  # least-squares MSE of the seed data
+    assert metrics["train"]["optimality_gap"] == pytest.approx((1.0 - best) / best, rel=1e-12)
     assert metrics["coefficients"] == {"x": 0.7, "intercept": 3.0}
     rows = (workdir / "plots" / "predicted" / "linear.csv").read_text().splitlines()
     assert rows[0] == "split,actual,predicted" and rows[1] == "train,3.0,4.0" and len(rows) == 11
@@ -34,3 +37,33 @@ def test_predictions_that_do_not_match_the_split_are_rejected(workdir):
     assert result.returncode == 2
     assert "predictions/linear.npy: does not match" in result.stderr
     assert not (workdir / "metrics").exists()
+
+
+def _gap(tmp_path, monkeypatch, spec: dict) -> dict:
+    """Metrics of one linear model on the seed data, through the real stages in this process."""
+    from stages import evaluate, prepare, train
+    from tests.conftest import SEED_CSV, default_params, write_params
+
+    (tmp_path / "data").mkdir(parents=True)
+    (tmp_path / "data" / "seed.csv").write_text(SEED_CSV)
+    params = default_params()
+    params["models"] = {"m": spec}
+    write_params(tmp_path, params)
+    monkeypatch.chdir(tmp_path)
+    prepare.main([])
+    train.main(["m"])
+    evaluate.main(["m"])
+    return json.loads((tmp_path / "metrics" / "m.json").read_text())["train"]
+
+
+def test_optimality_gap_is_zero_for_exact_and_lbfgs(tmp_path, monkeypatch):
+    assert abs(_gap(tmp_path / "e", monkeypatch, {"kind": "linear", "solver": "exact"})["optimality_gap"]) < 1e-12
+    lbfgs = {"kind": "linear", "solver": "lbfgs", "lr": 1.0, "epochs": 10}
+    assert abs(_gap(tmp_path / "l", monkeypatch, lbfgs)["optimality_gap"]) < 1e-6
+
+
+def test_optimality_gap_follows_its_formula_for_adam(tmp_path, monkeypatch):
+    scores = _gap(tmp_path, monkeypatch, {"kind": "linear", "solver": "adam", "lr": 0.07, "epochs": 50})
+    best = 1.56 / 11
+    assert scores["optimality_gap"] == pytest.approx((scores["mse"] - best) / best, rel=1e-9)
+    assert scores["optimality_gap"] > 0.01  # 50 steps are not enough to converge

@@ -21,10 +21,12 @@ def least_squares_mse(X, y):
     return float(np.mean((A @ coef - y) ** 2)), coef
 
 
-def train(spec: ModelSpec, X=X_SEED, y=Y_SEED, seed=0):
+def train(spec: ModelSpec, X=X_SEED, y=Y_SEED, seed=0, dtype="float32"):
     torch.manual_seed(seed)
-    model = models.build_model(models.architecture(spec, X.shape[1]))
-    log = models.fit(model, torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32), spec, seed)
+    arch = models.architecture(spec, X.shape[1], dtype)
+    model = models.build_model(arch)
+    as_tensor = lambda a: torch.as_tensor(a, dtype=getattr(torch, arch["dtype"]))  # noqa: E731
+    log = models.train_model(model, as_tensor(X), as_tensor(y), spec, seed)
     return model, log
 
 
@@ -96,7 +98,7 @@ def test_coefficients_are_reported_in_original_units_when_scaled():
 
 
 def test_summary_lists_layers_shapes_and_parameter_counts():
-    model = models.build_model(models.architecture(MLP, 1))
+    model = models.build_model(models.architecture(MLP, 1, "float32"))
     rows = models.layer_summary(model, 1)
     assert [(r["layer"], r["output_shape"], r["params"]) for r in rows] == [
         ("Linear-1", [-1, 10], 20), ("Tanh-2", [-1, 10], 0), ("Linear-3", [-1, 1], 11)]
@@ -106,7 +108,7 @@ def test_summary_lists_layers_shapes_and_parameter_counts():
 def test_saved_model_loads_with_weights_only_and_predicts_the_same(tmp_path):
     model, _ = train(MLP)
     path = tmp_path / "mlp.pt"
-    meta = {"name": "mlp", "architecture": models.architecture(MLP, 1), "features": ["x"], "target": "y", "scaling": None}
+    meta = {"name": "mlp", "architecture": models.architecture(MLP, 1, "float32"), "features": ["x"], "target": "y", "scaling": None}
     path.write_bytes(models.model_bytes(model, meta))
     raw = torch.load(path, weights_only=True)
     assert raw["features"] == ["x"] and raw["architecture"]["hidden"] == [10]
@@ -120,3 +122,37 @@ def test_loading_a_file_that_is_not_a_model_is_a_user_error(tmp_path):
     path.write_bytes(b"not a zip")
     with pytest.raises(UserError, match="not a model file written by this pipeline"):
         models.load_model(str(path))
+
+
+def test_exact_solver_equals_numpy_lstsq_on_well_conditioned_data():
+    rng = np.random.default_rng(42)
+    X = rng.normal(size=(200, 5)) * [1, 2, 3, 4, 5] + [0, 1, -1, 10, 3]
+    y = X @ rng.normal(size=5) + 2.5 + rng.normal(scale=0.3, size=200)
+    weight, bias = models.solve_least_squares(torch.as_tensor(X), torch.as_tensor(y))
+    A = np.column_stack([X, np.ones(200)])
+    expected, *_ = np.linalg.lstsq(A, y, rcond=None)
+    got = np.append(weight.numpy(), bias.numpy())
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=0)
+
+
+def test_exact_model_is_float64_and_ignores_train_dtype():
+    spec = ModelSpec(name="ls", kind="linear", solver="exact")
+    model, log = train(spec, dtype="float32")
+    assert model.weight.dtype == torch.float64 and len(log.losses) == 1
+    best_mse, (w, b) = least_squares_mse(X_SEED, Y_SEED)
+    assert model.weight.detach()[0].item() == pytest.approx(w, rel=1e-12)
+    assert model.bias.detach()[0].item() == pytest.approx(b, rel=1e-12)
+
+
+def test_lbfgs_reaches_the_least_squares_line():
+    model, log = train(ModelSpec(name="lb", kind="linear", solver="lbfgs", lr=1.0, epochs=10))
+    mse = float(np.mean((models.predict(model, X_SEED, None) - Y_SEED) ** 2))
+    assert mse == pytest.approx(least_squares_mse(X_SEED, Y_SEED)[0], rel=1e-6)
+    assert len(log.losses) == 10
+
+
+def test_float64_training_gives_float64_weights_and_a_closer_fit():
+    model64, _ = train(LINEAR, dtype="float64")
+    assert all(p.dtype == torch.float64 for p in model64.parameters())
+    mse64 = float(np.mean((models.predict(model64, X_SEED, None) - Y_SEED) ** 2))
+    assert mse64 == pytest.approx(least_squares_mse(X_SEED, Y_SEED)[0], rel=1e-10)

@@ -83,3 +83,23 @@ def test_editing_the_csv_or_pointing_at_another_reruns_everything(repo):
     set_param(repo, "data.path", "data/other.csv")
     assert repro(repo) == ALL_STAGES
     assert json.loads((repo / "data" / "prepared" / "meta.json").read_text())["n_train"] == 11
+
+
+def test_models_added_only_in_params_are_trained_evaluated_and_plotted(repo):
+    repro(repo)  # up to date first, whatever ran before
+    figure_before = (repo / "plots" / "fit.png").read_bytes()
+    set_param(repo, "models.mlp_wide", {"kind": "mlp", "hidden": [64, 64], "activation": "relu",
+                                         "lr": 0.003, "epochs": 300, "batch_size": 4})
+    set_param(repo, "models.linear_exact", {"kind": "linear", "solver": "exact"})
+    ran = repro(repo)
+    assert {"train@mlp_wide", "evaluate@mlp_wide", "train@linear_exact", "evaluate@linear_exact", "plot"} <= ran
+    assert not ran & {"prepare", "train@linear", "train@mlp", "evaluate@linear", "evaluate@mlp"}
+    shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
+    files = next(iter(shown.values()))["data"]
+    assert {"metrics/mlp_wide.json", "metrics/linear_exact.json"} <= set(files)
+    exact = files["metrics/linear_exact.json"]["data"]
+    assert abs(exact["train"]["optimality_gap"]) < 1e-12
+    plots = json.loads(sh(repo, "dvc", "plots", "show", "--json").stdout)["data"]
+    assert {"plots/loss/mlp_wide.csv", "plots/predicted/linear_exact.csv"} <= set(plots)
+    assert (repo / "plots" / "fit.png").read_bytes() != figure_before
+    assert (repo / "models" / "mlp_wide.pt").exists()
