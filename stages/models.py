@@ -58,6 +58,8 @@ def architecture(spec: ModelSpec, n_features: int, dtype: str) -> dict:
     arch: dict = {"kind": spec.kind, "n_features": n_features, "dtype": "float64" if exact else dtype}
     if spec.kind == "mlp":
         arch.update(hidden=list(spec.hidden), activation=spec.activation)
+    else:
+        arch.update(solver=spec.solver)
     return arch
 
 
@@ -258,8 +260,14 @@ def layer_summary(model: nn.Module, n_features: int) -> list[dict]:
     return rows
 
 
-def format_summary(name: str, rows: list[dict]) -> str:
-    lines = [f"Model {name}", f"{'Layer (type)':<24}{'Output Shape':<16}{'Param #':>10}", "-" * 50]
+def format_summary(name: str, arch: dict, rows: list[dict]) -> str:
+    """A torchsummary-like table: layers, output shapes, parameter counts."""
+    detail = f"solver {arch['solver']}" if arch["kind"] == "linear" else f"activation {arch['activation']}"
+    lines = [
+        f"Model {name}: {arch['kind']}, {detail}, {arch['dtype']}",
+        f"{'Layer (type)':<24}{'Output Shape':<16}{'Param #':>10}",
+        "-" * 50,
+    ]
     lines += [f"{r['layer']:<24}{str(r['output_shape']):<16}{r['params']:>10,}" for r in rows]
     lines += ["-" * 50, f"Total params: {sum(r['params'] for r in rows):,}", ""]
     return "\n".join(lines)

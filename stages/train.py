@@ -51,11 +51,13 @@ def main(argv: list[str] | None = None) -> None:
     dtype = getattr(torch, arch["dtype"])
     model = models.build_model(arch)
     rows = models.layer_summary(model, len(split.features))
-    summary = models.format_summary(spec.name, rows)
+    summary = models.format_summary(spec.name, arch, rows)
     print(summary)
 
     def log(epoch: int, loss: float) -> None:
-        if epoch == 1 or epoch % params.train.log_every == 0 or epoch == spec.epochs:
+        if spec.kind == "linear" and spec.solver == "exact":
+            print(f"train@{spec.name}: least squares solved exactly (SVD, float64), loss {loss:.6f}", flush=True)
+        elif epoch == 1 or epoch % params.train.log_every == 0 or epoch == spec.epochs:
             print(f"train@{spec.name}: epoch {epoch}/{spec.epochs}, loss {loss:.6f}", flush=True)
 
     history = models.train_model(

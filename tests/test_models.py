@@ -98,11 +98,12 @@ def test_coefficients_are_reported_in_original_units_when_scaled():
 
 
 def test_summary_lists_layers_shapes_and_parameter_counts():
-    model = models.build_model(models.architecture(MLP, 1, "float32"))
-    rows = models.layer_summary(model, 1)
+    arch = models.architecture(MLP, 1, "float32")
+    rows = models.layer_summary(models.build_model(arch), 1)
     assert [(r["layer"], r["output_shape"], r["params"]) for r in rows] == [
         ("Linear-1", [-1, 10], 20), ("Tanh-2", [-1, 10], 0), ("Linear-3", [-1, 1], 11)]
-    assert "Total params: 31" in models.format_summary("mlp", rows)
+    summary = models.format_summary("mlp", arch, rows)
+    assert summary.startswith("Model mlp: mlp, activation tanh, float32\n") and "Total params: 31" in summary
 
 
 def test_saved_model_loads_with_weights_only_and_predicts_the_same(tmp_path):
