@@ -4,10 +4,14 @@ No torch here: `prepare`, `evaluate` and `plot` import this module and must star
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import re
+import sys
+from collections.abc import Iterator
+from typing import IO
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,7 +217,9 @@ def read_columns(path: str | Path, wanted: list[str]) -> np.ndarray:
     try:
         # No usecols: with it, pandas silently drops the extra fields of a too-long row. Only empty
         # cells are missing values; text such as NA or nan is reported as not a number.
-        frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, keep_default_na=False, na_values=[""])
+        with _progress_reader(path) as source:
+            frame = pd.read_csv(source, encoding="utf-8-sig", skipinitialspace=True, keep_default_na=False,
+                                na_values=[""])
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text ({err.reason}); save the file as UTF-8") from None
     except pd.errors.ParserError as err:
@@ -224,7 +230,24 @@ def read_columns(path: str | Path, wanted: list[str]) -> np.ndarray:
         raise UserError(f"{path}: the file has a header but no data rows")
     if list(frame.columns) != header:
         raise UserError(f"{path}: the header could not be read consistently; check its quotes and separators")
-    return np.column_stack([_numeric_column(path, frame, name, len(header)) for name in wanted])
+    values = np.empty((len(frame), len(wanted)), dtype=np.float64)
+    for j, name in enumerate(wanted):  # column by column: the table and this array, no third copy
+        values[:, j] = _numeric_column(path, frame, name, len(header))
+    return values
+
+
+@contextlib.contextmanager
+def _progress_reader(path: Path) -> Iterator[IO[bytes]]:
+    """The file opened for reading, counting bytes on a progress bar when stderr is a terminal."""
+    with path.open("rb") as handle:
+        if not sys.stderr.isatty():
+            yield handle
+            return
+        from tqdm import tqdm
+
+        size = path.stat().st_size
+        with tqdm.wrapattr(handle, "read", total=size, desc=f"reading {path}", unit="B", unit_scale=True) as wrapped:
+            yield wrapped
 
 
 def _parser_problem(message: str, n_columns: int) -> str:
@@ -250,6 +273,13 @@ def split_rows(n_rows: int, test_size: float, seed: int) -> tuple[np.ndarray, np
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
+def sample_rows(n_rows: int, limit: int, seed: int = 0) -> np.ndarray:
+    """Indices of at most `limit` rows, in order: all of them, or a seeded random sample (for plots)."""
+    if n_rows <= limit:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=limit, replace=False))
+
+
 def fit_scaling(table: Table, rows: np.ndarray) -> Scaling:
     """Mean and population std of each column over the given rows; a constant column is an error."""
     columns = [*(table.X[rows, j] for j in range(len(table.features))), table.y[rows]]
@@ -267,17 +297,24 @@ def fit_scaling(table: Table, rows: np.ndarray) -> Scaling:
     return Scaling(tuple(means[:-1]), tuple(stds[:-1]), means[-1], stds[-1])
 
 
-def write_split(folder: Path, split: Split) -> None:
-    """Write the split as .npy arrays plus meta.json into an (empty, temporary) folder."""
-    for name in ("X_train", "y_train", "X_test", "y_test"):
-        with (folder / f"{name}.npy").open("wb") as handle:
-            np.save(handle, np.ascontiguousarray(getattr(split, name), dtype=np.float64))
+def write_split(folder: Path, table: Table, train_rows: np.ndarray, test_rows: np.ndarray,
+                scaling: Scaling | None) -> None:
+    """Write the splits as .npy arrays plus meta.json into an (empty, temporary) folder.
+
+    One split array is materialised at a time, so the peak is the table plus its largest split.
+    """
+    everything = len(train_rows) == len(table.y)  # no test rows: save the table itself, no copy
+    for name, rows in (("train", train_rows), ("test", test_rows)):
+        for prefix, values in (("X", table.X), ("y", table.y)):
+            with (folder / f"{prefix}_{name}.npy").open("wb") as handle:
+                selected = values if everything and name == "train" else values[rows]
+                np.save(handle, np.asarray(selected, dtype=np.float64))
     meta = {
-        "features": list(split.features),
-        "target": split.target,
-        "n_train": int(len(split.y_train)),
-        "n_test": int(len(split.y_test)),
-        "scaling": split.scaling.to_dict() if split.scaling else None,
+        "features": list(table.features),
+        "target": table.target,
+        "n_train": int(len(train_rows)),
+        "n_test": int(len(test_rows)),
+        "scaling": scaling.to_dict() if scaling else None,
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 

@@ -9,20 +9,24 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.data import PREPARED_DIR, read_split
+from stages.data import PREPARED_DIR, read_split, sample_rows
 from stages.errors import UserError, run_stage
 from stages.io import write_json, write_text
-from stages.metrics import least_squares_mse, optimality_gap, regression_metrics
+from stages.metrics import optimality_gap, regression_metrics
 from stages.params import load_params
 
 METRICS_DIR = Path("metrics")
 PREDICTED_DIR = Path("plots/predicted")
+PLOT_ROWS = 2000  # per split: enough for a scatter in `dvc plots`, small enough for git and a browser
 
 
 def predicted_csv(actual: dict[str, np.ndarray], predicted: dict[str, np.ndarray]) -> str:
+    """Plot data for `dvc plots`: every row of small splits, a seeded sample of PLOT_ROWS from large ones."""
     lines = ["split,actual,predicted"]
     for split in actual:
-        lines += [f"{split},{a!r},{p!r}" for a, p in zip(actual[split].tolist(), predicted[split].tolist())]
+        rows = sample_rows(len(actual[split]), PLOT_ROWS)
+        pairs = zip(actual[split][rows].tolist(), predicted[split][rows].tolist())
+        lines += [f"{split},{a!r},{p!r}" for a, p in pairs]
     return "\n".join(lines) + "\n"
 
 
@@ -54,8 +58,9 @@ def main(argv: list[str] | None = None) -> None:
         actual["test"], predicted["test"] = split.y_test, predicted_all[n_train:]
     metrics: dict = {name: regression_metrics(actual[name], predicted[name]) for name in actual}
     if card["architecture"]["kind"] == "linear":
-        best = least_squares_mse(split.X_train, split.y_train)
-        metrics["train"]["optimality_gap"] = optimality_gap(metrics["train"]["mse"], best, split.y_train)
+        metrics["train"]["optimality_gap"] = optimality_gap(
+            metrics["train"]["mse"], card["least_squares_mse"], split.y_train
+        )
         metrics["coefficients"] = card["coefficients"]
 
     write_json(METRICS_DIR / f"{args.model}.json", metrics)

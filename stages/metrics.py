@@ -20,18 +20,6 @@ def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, f
     }
 
 
-def least_squares_mse(X: np.ndarray, y: np.ndarray) -> float:
-    """The smallest mean squared error any y = X w + b reaches, in float64 (SVD on centred, scaled columns)."""
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    centred = X - X.mean(axis=0)
-    norms = np.linalg.norm(centred, axis=0)
-    norms[norms == 0] = 1.0
-    yc = y - y.mean()
-    w, *_ = np.linalg.lstsq(centred / norms, yc, rcond=None)
-    return float(np.mean((centred / norms @ w - yc) ** 2))
-
-
 def optimality_gap(train_mse: float, best_mse: float, y: np.ndarray) -> float | None:
     """(train MSE - least-squares MSE) / least-squares MSE; None when the least-squares fit is perfect
     (its MSE is at rounding level, below 1e-20 of the mean square of y), where the ratio means nothing."""

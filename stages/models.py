@@ -17,6 +17,8 @@ MODEL_FORMAT = 1
 # A run whose last epoch's loss is this many times its first has blown up, even if no value overflowed
 # (Adam's bounded steps keep the loss finite at lr = 1e12, but the model is garbage).
 DIVERGED_GROWTH = 10.0
+# Rows per block wherever a whole-table temporary would double the memory (scaling, prediction, QR).
+BLOCK_ROWS = 65536
 ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
 
@@ -89,10 +91,10 @@ def train_model(
 ) -> TrainingLog:
     """Fit `model` in place with the solver its spec names."""
     if spec.kind == "linear" and spec.solver == "exact":
-        weight, bias = solve_least_squares(X.double(), y.double())
+        solution = solve_least_squares(X, y)
         with torch.no_grad():
-            model.weight.copy_(weight)
-            model.bias.copy_(bias)
+            model.weight.copy_(solution.weight)
+            model.bias.copy_(solution.bias)
             loss = float(torch.mean((model(X) - y) ** 2))
         on_epoch(1, loss)
         return TrainingLog([loss])
@@ -101,20 +103,43 @@ def train_model(
     return fit(model, X, y, spec, seed, on_epoch)
 
 
-def solve_least_squares(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """w, b minimising |X w + b - y|^2, in float64, by SVD (LAPACK gelsd): never the normal equations.
+@dataclass(frozen=True)
+class LeastSquares:
+    weight: torch.Tensor  # (n_features,) float64
+    bias: torch.Tensor  # (1,) float64
+    mse: float  # the smallest mean squared error any y = X w + b reaches on these rows
 
-    Columns are centred and scaled to unit norm first (and y centred), which removes the intercept
-    column and balances the matrix the SVD sees (NIST Longley: 13 correct digits, against 11 for the raw
-    matrix with a column of ones). The result is mapped back: it is the same least-squares problem.
+
+def solve_least_squares(X: torch.Tensor, y: torch.Tensor, block_rows: int = BLOCK_ROWS) -> LeastSquares:
+    """Least squares y ~ X w + b in float64 by a streaming Householder QR; never the normal equations.
+
+    Columns are centred and scaled to unit norm (which removes the intercept column and balances the
+    matrix: NIST Longley gets 13 correct digits), then [X | y] is reduced block by block to its small
+    triangular factor R, so memory stays at one block of rows whatever the row count. The small system
+    R w = Q'y is solved by SVD (gelsd), which also copes with collinear or constant columns.
     """
+    X, y = X.double(), y.double()
+    n_rows, n_features = X.shape
     X_mean, y_mean = X.mean(dim=0), y.mean()
-    centred = X - X_mean
-    norms = torch.linalg.vector_norm(centred, dim=0)
+    norms = torch.linalg.vector_norm(X - X_mean, dim=0) if n_rows <= block_rows else _column_norms(X, X_mean, block_rows)
     norms = torch.where(norms > 0, norms, torch.ones_like(norms))  # a constant column gets weight 0
-    solution = torch.linalg.lstsq(centred / norms, (y - y_mean).unsqueeze(1), driver="gelsd").solution
+    R = torch.zeros(0, n_features + 1, dtype=torch.float64)
+    for start in range(0, n_rows, block_rows):
+        block = torch.cat([(X[start : start + block_rows] - X_mean) / norms,
+                           (y[start : start + block_rows] - y_mean).unsqueeze(1)], dim=1)
+        R = torch.linalg.qr(torch.cat([R, block]), mode="r").R
+    R11, r = R[:, :n_features], R[:, n_features:]
+    solution = torch.linalg.lstsq(R11, r, driver="gelsd").solution
+    residual = float(torch.sum((R11 @ solution - r) ** 2))  # includes R[p, p]^2 when R is square
     weight = solution.squeeze(1) / norms
-    return weight, (y_mean - X_mean @ weight).reshape(1)
+    return LeastSquares(weight, (y_mean - X_mean @ weight).reshape(1), residual / n_rows)
+
+
+def _column_norms(X: torch.Tensor, X_mean: torch.Tensor, block_rows: int) -> torch.Tensor:
+    squares = torch.zeros_like(X_mean)
+    for start in range(0, len(X), block_rows):
+        squares += torch.sum((X[start : start + block_rows] - X_mean) ** 2, dim=0)
+    return torch.sqrt(squares)
 
 
 def fit_lbfgs(
@@ -138,21 +163,21 @@ def fit_lbfgs(
 
     for epoch in range(1, spec.epochs + 1):
         value = optimizer.step(closure).item()
-        _check_finite(spec, value, step=epoch, epoch=epoch)
+        _check_finite(spec, value, f"in epoch {epoch}")
         losses.append(value)
         on_epoch(epoch, value)
     with torch.no_grad():
         final = float(loss_fn(model(X), y))
-    _check_finite(spec, final, step=spec.epochs, epoch=spec.epochs)
+    _check_finite(spec, final, f"in epoch {spec.epochs}")
     losses[-1] = final
     _check_growth(spec, losses)
     return TrainingLog(losses)
 
 
-def _check_finite(spec: ModelSpec, value: float, step: int, epoch: int) -> None:
+def _check_finite(spec: ModelSpec, value: float, where: str) -> None:
     if not np.isfinite(value):
         raise UserError(
-            f"models.{spec.name}: training diverged at step {step} (epoch {epoch}, loss {value}); "
+            f"models.{spec.name}: training diverged {where}, loss {value}; "
             f"lower models.{spec.name}.lr (now {spec.lr:g}) or set data.standardize: true"
         )
 
@@ -175,53 +200,93 @@ def fit(
 ) -> TrainingLog:
     """Adam on the mean squared error; full batch unless spec.batch_size > 0 (shuffled minibatches, MLP).
 
-    Raises UserError at the first step whose loss is not finite, or at the end if the loss grew
-    more than DIVERGED_GROWTH-fold over training.
+    Minibatches: every epoch draws one permutation of the rows from a generator seeded by `seed`, and
+    the batches are slices of it, so each row is used exactly once per epoch and the order is the same on
+    every run and device. The loop body is the step itself; the epoch's loss is summed on the device and
+    read once per epoch. Raises UserError when the loss stops being finite (at that step when training
+    full batch, at the end of that epoch otherwise), or if it grew more than DIVERGED_GROWTH-fold.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
     loss_fn = nn.MSELoss()
     n_rows = len(y)
     batch = spec.batch_size if 0 < spec.batch_size < n_rows else 0
-    shuffle = torch.Generator().manual_seed(seed)
     losses: list[float] = []
-    step = 0
     model.train()
-    for epoch in range(1, spec.epochs + 1):
-        order = torch.randperm(n_rows, generator=shuffle) if batch else None
-        total = 0.0
-        for start in range(0, n_rows, batch or n_rows):
-            if order is None:
-                X_batch, y_batch = X, y
-            else:
-                rows = order[start : start + batch]
-                X_batch, y_batch = X[rows], y[rows]
-            step += 1
-            optimizer.zero_grad()
-            loss = loss_fn(model(X_batch), y_batch)
+    if not batch:
+        for epoch in range(1, spec.epochs + 1):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(X), y)
             value = loss.item()
-            _check_finite(spec, value, step, epoch)
+            _check_finite(spec, value, f"at step {epoch}")
             loss.backward()
             optimizer.step()
-            total += value * len(y_batch)
-        losses.append(total / n_rows)
-        on_epoch(epoch, losses[-1])
+            losses.append(value)
+            on_epoch(epoch, value)
+    else:
+        shuffle = torch.Generator().manual_seed(seed)
+        for epoch in range(1, spec.epochs + 1):
+            order = torch.randperm(n_rows, generator=shuffle).to(X.device)
+            total = torch.zeros((), dtype=X.dtype, device=X.device)
+            for rows in order.split(batch):
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(X[rows]), y[rows])
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * len(rows)
+            value = (total / n_rows).item()
+            _check_finite(spec, value, f"in epoch {epoch}")
+            losses.append(value)
+            on_epoch(epoch, value)
     if not all(torch.isfinite(p).all() for p in model.parameters()):
-        raise UserError(
-            f"models.{spec.name}: training diverged at step {step} (the weights are no longer finite); "
-            f"lower models.{spec.name}.lr (now {spec.lr:g})"
-        )
+        _check_finite(spec, float("nan"), f"in epoch {spec.epochs} (the weights are no longer finite)")
     _check_growth(spec, losses)
     return TrainingLog(losses)
 
 
+def resolve_device(choice: str) -> torch.device:
+    """train.device: auto (CUDA when present), cpu, or cuda (an error when there is none)."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("params.yaml: train.device is cuda, but torch sees no CUDA device here; use auto or cpu")
+    return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def scaled_tensor(X: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) -> torch.Tensor:
+    """Features as a tensor of `dtype`, scaled in float64 block by block (no full-size float64 temporary)."""
+    if scaling is None:
+        return torch.as_tensor(X, dtype=dtype)
+    out = torch.empty(X.shape, dtype=dtype)
+    mean, std = np.asarray(scaling.x_mean), np.asarray(scaling.x_std)
+    for start in range(0, len(X), BLOCK_ROWS):
+        out[start : start + BLOCK_ROWS] = torch.from_numpy((X[start : start + BLOCK_ROWS] - mean) / std)
+    return out
+
+
+def scaled_target(y: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) -> torch.Tensor:
+    if scaling is None:
+        return torch.as_tensor(y, dtype=dtype)
+    return torch.as_tensor((y - scaling.y_mean) / scaling.y_std, dtype=dtype)
+
+
+def describe_training(spec: ModelSpec, n_rows: int) -> str:
+    if spec.kind == "linear" and spec.solver == "exact":
+        return "exact least squares"
+    if spec.kind == "linear" and spec.solver == "lbfgs":
+        return f"L-BFGS lr {spec.lr:g}, {spec.epochs} epochs"
+    if 0 < spec.batch_size < n_rows:
+        steps = -(-n_rows // spec.batch_size)
+        return f"Adam lr {spec.lr:g}, minibatches of {spec.batch_size} ({steps} steps/epoch), {spec.epochs} epochs"
+    return f"Adam lr {spec.lr:g}, full batch, {spec.epochs} epochs"
+
+
 def predict(model: nn.Module, X: np.ndarray, scaling: Scaling | None) -> np.ndarray:
-    """Predictions in original units, float64, for raw (unscaled) features."""
-    if scaling is not None:
-        X = (X - np.asarray(scaling.x_mean)) / np.asarray(scaling.x_std)
+    """Predictions in original units, float64, for raw (unscaled) features; memory bounded by blocks."""
     dtype = next(model.parameters()).dtype
+    out = np.empty(len(X), dtype=np.float64)
     model.eval()
     with torch.no_grad():
-        out = model(torch.as_tensor(X, dtype=dtype)).double().numpy()
+        for start in range(0, len(X), BLOCK_ROWS):
+            block = scaled_tensor(X[start : start + BLOCK_ROWS], scaling, dtype)
+            out[start : start + BLOCK_ROWS] = model(block).double().numpy()
     if scaling is not None:
         out = out * scaling.y_std + scaling.y_mean
     return out

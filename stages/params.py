@@ -17,6 +17,7 @@ PARAMS_FILE = "params.yaml"
 MODEL_KINDS = ("linear", "mlp")
 SOLVERS = ("adam", "lbfgs", "exact")
 DTYPES = ("float32", "float64")
+DEVICES = ("auto", "cpu", "cuda")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
@@ -36,6 +37,7 @@ class TrainParams:
     seed: int = 0
     log_every: int = 100
     dtype: str = "float32"
+    device: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ TRAIN_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "seed": _integer(minimum=0),
     "log_every": _integer(minimum=1),
     "dtype": _choice(DTYPES),
+    "device": _choice(DEVICES),
 }
 COMMON_MODEL_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "kind": _choice(MODEL_KINDS),

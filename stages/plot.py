@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.data import PREPARED_DIR, Split, read_split
+from stages.data import PREPARED_DIR, Split, read_split, sample_rows
 from stages.errors import UserError, run_stage
 from stages.io import atomic_open
 from stages.params import load_params
@@ -16,41 +16,56 @@ from stages.params import load_params
 PLOTS_DIR = Path("plots")
 # Drop the matplotlib version from the PNG so a matplotlib upgrade alone does not change the bytes.
 PNG_METADATA = {"Software": None}
+SCATTER_LIMIT = 5000  # more rows than this are drawn as a sample (fit) or a density (predicted vs actual)
 
 
 def fitted_curves_figure(split: Split, predictions: dict[str, np.ndarray]):
-    """Data points and each model's predictions joined in order of x (one feature only)."""
+    """Data points and each model's predictions joined in order of x (one feature only).
+
+    Past SCATTER_LIMIT rows, a seeded sample of the points is drawn, smaller and translucent.
+    """
     import matplotlib.pyplot as plt
 
     x = np.concatenate([split.X_train[:, 0], split.X_test[:, 0]])
-    order = np.argsort(x, kind="stable")
+    n_train = len(split.y_train)
+    shown = sample_rows(len(x), SCATTER_LIMIT)
+    style = {"ms": 6} if len(x) <= SCATTER_LIMIT else {"ms": 2, "alpha": 0.3}
+    order = shown[np.argsort(x[shown], kind="stable")]
+    train_shown, test_shown = shown[shown < n_train], shown[shown >= n_train] - n_train
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    ax.plot(split.X_train[:, 0], split.y_train, "bo", label="train data")
+    ax.plot(split.X_train[train_shown, 0], split.y_train[train_shown], "bo", label="train data", **style)
     if len(split.y_test):
-        ax.plot(split.X_test[:, 0], split.y_test, "o", mfc="none", mec="tab:green", label="test data")
+        ax.plot(split.X_test[test_shown, 0], split.y_test[test_shown], "o", mfc="none", mec="tab:green",
+                label="test data", **style)
     for name, predicted in predictions.items():
         ax.plot(x[order], predicted[order], "-", label=f"{name} fit")
     ax.set_xlabel(split.features[0])
     ax.set_ylabel(split.target)
-    ax.set_title(f"{split.target} against {split.features[0]}")
+    title = f"{split.target} against {split.features[0]}"
+    ax.set_title(title if len(x) <= SCATTER_LIMIT else f"{title} ({SCATTER_LIMIT} of {len(x)} rows shown)")
     ax.legend()
     return fig
 
 
 def predicted_vs_actual_figure(split: Split, predictions: dict[str, np.ndarray]):
-    """One panel per model: predicted against actual, with the y = x line."""
+    """One panel per model: predicted against actual, with the y = x line; a density (hexbin) of all
+    rows instead of points past SCATTER_LIMIT rows."""
     import matplotlib.pyplot as plt
 
     actual = np.concatenate([split.y_train, split.y_test])
     n_train = len(split.y_train)
+    dense = len(actual) > SCATTER_LIMIT
     fig, axes = plt.subplots(1, len(predictions), figsize=(4.2 * len(predictions), 4.2), squeeze=False)
     low, high = float(actual.min()), float(actual.max())
     for ax, (name, predicted) in zip(axes[0], predictions.items()):
+        if dense:
+            ax.hexbin(actual, predicted, gridsize=60, bins="log", mincnt=1, cmap="viridis")
+        else:
+            ax.plot(actual[:n_train], predicted[:n_train], "bo", ms=4, label="train")
+            if len(split.y_test):
+                ax.plot(actual[n_train:], predicted[n_train:], "o", ms=4, mfc="none", mec="tab:green", label="test")
         ax.plot([low, high], [low, high], "k--", lw=1, label="y = x")
-        ax.plot(actual[:n_train], predicted[:n_train], "bo", ms=4, label="train")
-        if len(split.y_test):
-            ax.plot(actual[n_train:], predicted[n_train:], "o", ms=4, mfc="none", mec="tab:green", label="test")
-        ax.set_title(name)
+        ax.set_title(f"{name} ({len(actual)} rows, log density)" if dense else name)
         ax.set_xlabel(f"actual {split.target}")
         ax.set_ylabel(f"predicted {split.target}")
         ax.legend()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stages.data import PREPARED_DIR, Split, fit_scaling, read_table, split_rows, write_split
+from stages.data import PREPARED_DIR, fit_scaling, read_table, split_rows, write_split
 from stages.errors import run_stage
 from stages.io import atomic_dir
 from stages.params import load_params
@@ -20,17 +20,8 @@ def main(argv: list[str] | None = None) -> None:
     table = read_table(data.path, data.features, data.target)
     train_rows, test_rows = split_rows(len(table.y), data.test_size, data.split_seed)
     scaling = fit_scaling(table, train_rows) if data.standardize else None
-    split = Split(
-        features=table.features,
-        target=table.target,
-        X_train=table.X[train_rows],
-        y_train=table.y[train_rows],
-        X_test=table.X[test_rows],
-        y_test=table.y[test_rows],
-        scaling=scaling,
-    )
     with atomic_dir(args.out) as folder:
-        write_split(folder, split)
+        write_split(folder, table, train_rows, test_rows, scaling)
     print(
         f"prepare: {data.path}: {len(table.y)} rows, {len(table.features)} feature(s) -> "
         f"{len(train_rows)} train / {len(test_rows)} test rows in {args.out}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +12,58 @@ import numpy as np
 from stages.data import PREPARED_DIR, read_split
 from stages.errors import UserError, run_stage
 from stages.io import atomic_open, write_bytes, write_json, write_text
-from stages.params import load_params
+from stages.params import ModelSpec, load_params
 
 MODELS_DIR = Path("models")
 PREDICTIONS_DIR = Path("predictions")
 LOSS_DIR = Path("plots/loss")
 
 
-def loss_csv(losses: list[float]) -> str:
-    return "epoch,loss\n" + "".join(f"{epoch},{loss!r}\n" for epoch, loss in enumerate(losses, start=1))
+class EpochLog:
+    """Reports training progress: a tqdm bar on a terminal, plain lines every `log_every` epochs otherwise."""
+
+    def __init__(self, spec: ModelSpec, log_every: int) -> None:
+        self.spec, self.log_every = spec, log_every
+        self.exact = spec.kind == "linear" and spec.solver == "exact"
+        self.bar = None
+        if sys.stderr.isatty() and not self.exact:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=spec.epochs, desc=f"train@{spec.name}", unit="epoch")
+        self.started = self.last = time.perf_counter()
+        self.last_epoch = 0
+
+    def __call__(self, epoch: int, loss: float) -> None:
+        name = self.spec.name
+        if self.exact:
+            print(f"train@{name}: least squares solved exactly (SVD, float64), loss {loss:.6f}", flush=True)
+        elif self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
+        elif epoch == 1 or epoch % self.log_every == 0 or epoch == self.spec.epochs:
+            now = time.perf_counter()
+            per_epoch = (now - self.last) / (epoch - self.last_epoch)
+            self.last, self.last_epoch = now, epoch
+            print(f"train@{name}: epoch {epoch}/{self.spec.epochs}, loss {loss:.6f} "
+                  f"({_duration(per_epoch)}/epoch)", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        print(f"train@{self.spec.name}: trained in {_duration(time.perf_counter() - self.started)}", flush=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def loss_csv(losses: list[float], limit: int = 2000) -> str:
+    """Loss per epoch for `dvc plots`; past `limit` epochs, every k-th epoch and the last."""
+    stride = -(-len(losses) // limit)
+    epochs = [*range(1, len(losses) + 1, stride)]
+    if epochs[-1] != len(losses):
+        epochs.append(len(losses))
+    return "epoch,loss\n" + "".join(f"{epoch},{losses[epoch - 1]!r}\n" for epoch in epochs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,36 +83,31 @@ def main(argv: list[str] | None = None) -> None:
 
     from stages import models
 
-    # One thread: these models are tiny, extra threads only spin, and results must not depend on core count.
+    # One intra-op thread: the models are small, more threads only spin against each other (and against
+    # numpy's BLAS pool), and a fixed count keeps results identical from one machine to the next.
     torch.set_num_threads(1)
     torch.manual_seed(params.train.seed)
+    device = models.resolve_device(params.train.device)
 
-    X, y = split.X_train, split.y_train
-    if split.scaling is not None:
-        X = (X - np.asarray(split.scaling.x_mean)) / np.asarray(split.scaling.x_std)
-        y = (y - split.scaling.y_mean) / split.scaling.y_std
     arch = models.architecture(spec, len(split.features), params.train.dtype)
     dtype = getattr(torch, arch["dtype"])
     model = models.build_model(arch)
     rows = models.layer_summary(model, len(split.features))
     summary = models.format_summary(spec.name, arch, rows)
     print(summary)
+    X = models.scaled_tensor(split.X_train, split.scaling, dtype).to(device)
+    y = models.scaled_target(split.y_train, split.scaling, dtype).to(device)
+    model.to(device)
+    print(f"train@{spec.name}: {len(y)} rows x {len(split.features)} features, {models.describe_training(spec, len(y))}, "
+          f"{arch['dtype']} on {device}", flush=True)
 
-    def log(epoch: int, loss: float) -> None:
-        if spec.kind == "linear" and spec.solver == "exact":
-            print(f"train@{spec.name}: least squares solved exactly (SVD, float64), loss {loss:.6f}", flush=True)
-        elif epoch == 1 or epoch % params.train.log_every == 0 or epoch == spec.epochs:
-            print(f"train@{spec.name}: epoch {epoch}/{spec.epochs}, loss {loss:.6f}", flush=True)
-
-    history = models.train_model(
-        model,
-        torch.as_tensor(X, dtype=dtype),
-        torch.as_tensor(y, dtype=dtype),
-        spec,
-        seed=params.train.seed,
-        on_epoch=log,
-    )
-    predictions = models.predict(model, np.concatenate([split.X_train, split.X_test]), split.scaling)
+    log = EpochLog(spec, params.train.log_every)
+    history = models.train_model(model, X, y, spec, seed=params.train.seed, on_epoch=log)
+    log.close()
+    del X, y
+    model.cpu()
+    predictions = np.concatenate([models.predict(model, split.X_train, split.scaling),
+                                  models.predict(model, split.X_test, split.scaling)])
 
     card = {
         "name": spec.name,
@@ -81,6 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     if spec.kind == "linear":
         card["coefficients"] = models.linear_coefficients(model, split.features, split.scaling)
+        # The reference for evaluate's optimality gap: float64 least squares, original units, train split.
+        card["least_squares_mse"] = models.solve_least_squares(
+            torch.as_tensor(split.X_train), torch.as_tensor(split.y_train)
+        ).mse
         for name, value in card["coefficients"].items():
             print(f"train@{spec.name}: final {'b' if 'intercept' in name else 'w'} ({name}): {value:.3f}")
     meta = {

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.data import Scaling, Split, fit_scaling, read_split, read_table, split_rows, write_split
+from stages.data import Scaling, fit_scaling, read_split, read_table, split_rows, write_split
 from stages.errors import UserError
 
 
@@ -122,10 +122,17 @@ def test_scaling_uses_only_training_rows_and_rejects_constant_columns(tmp_path):
 
 
 def test_split_files_round_trip(tmp_path):
-    split = Split(("a", "b"), "t", np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([5.0, 6.0]),
-                  np.empty((0, 2)), np.empty(0), Scaling((1.0, 2.0), (3.0, 4.0), 5.0, 6.0))
-    write_split(tmp_path, split)
-    back = read_split(tmp_path)
-    assert back.features == ("a", "b") and back.target == "t" and back.scaling == split.scaling
-    np.testing.assert_array_equal(back.X_train, split.X_train)
-    assert back.X_test.shape == (0, 2)
+    table = read_table(write(tmp_path, "a,b,t\n1,2,5\n3,4,6\n0.1,1e-300,7\n"), ("a", "b"), "t")
+    scaling = Scaling((1.0, 2.0), (3.0, 4.0), 5.0, 6.0)
+    folder = tmp_path / "prepared"
+    folder.mkdir()
+    write_split(folder, table, np.array([0, 2]), np.array([1]), scaling)
+    back = read_split(folder)
+    assert back.features == ("a", "b") and back.target == "t" and back.scaling == scaling
+    assert back.X_train.tolist() == [[1.0, 2.0], [0.1, 1e-300]] and back.y_train.tolist() == [5.0, 7.0]
+    assert back.X_test.tolist() == [[3.0, 4.0]] and back.y_test.tolist() == [6.0]
+    everything = tmp_path / "all"
+    everything.mkdir()
+    write_split(everything, table, np.arange(3), np.array([], dtype=int), None)
+    back = read_split(everything)
+    assert back.X_train.tolist() == table.X.tolist() and back.X_test.shape == (0, 2) and back.scaling is None

@@ -76,7 +76,7 @@ def test_a_huge_lr_that_still_converges_is_not_divergence():
 
 def test_divergence_stops_with_the_step_and_a_smaller_lr_hint():
     spec = ModelSpec(name="linear", kind="linear", lr=1e30, epochs=1000)
-    with pytest.raises(UserError, match=r"models.linear: training diverged at step \d+ .*lower models.linear.lr"):
+    with pytest.raises(UserError, match=r"models.linear: training diverged at step \d+, loss inf; lower models.linear.lr"):
         train(spec)
 
 
@@ -129,11 +129,13 @@ def test_exact_solver_equals_numpy_lstsq_on_well_conditioned_data():
     rng = np.random.default_rng(42)
     X = rng.normal(size=(200, 5)) * [1, 2, 3, 4, 5] + [0, 1, -1, 10, 3]
     y = X @ rng.normal(size=5) + 2.5 + rng.normal(scale=0.3, size=200)
-    weight, bias = models.solve_least_squares(torch.as_tensor(X), torch.as_tensor(y))
     A = np.column_stack([X, np.ones(200)])
     expected, *_ = np.linalg.lstsq(A, y, rcond=None)
-    got = np.append(weight.numpy(), bias.numpy())
-    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=0)
+    for block_rows in (65536, 7):  # one block, and many blocks of the streaming QR
+        solution = models.solve_least_squares(torch.as_tensor(X), torch.as_tensor(y), block_rows=block_rows)
+        got = np.append(solution.weight.numpy(), solution.bias.numpy())
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=0)
+        assert solution.mse == pytest.approx(np.mean((A @ expected - y) ** 2), rel=1e-10)
 
 
 def test_exact_model_is_float64_and_ignores_train_dtype():
