@@ -9,7 +9,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test test-fast check-repro bench clean
+.PHONY: help venv repro test test-fast check-repro bench bench-reference bench-scale clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,8 +35,13 @@ test-fast: $(STAMP) ## Run the tests, skipping the slow end-to-end ones
 check-repro: $(STAMP) ## Reproduce and fail if dvc.lock or any output differs from the commit
 	$(BIN)/python .ci/check_repro.py
 
-bench: $(STAMP) ## Time a forced dvc repro against the two reference programs
+bench: bench-reference bench-scale ## Run both benchmarks (never part of make test)
+
+bench-reference: $(STAMP) ## Time a forced dvc repro against the two reference programs
 	$(BIN)/python benchmarks/bench_reference.py
+
+bench-scale: $(STAMP) ## The pipeline against a scikit-learn script on 10^5 and 10^6 rows (BENCH_ARGS=--huge adds 10^7)
+	$(BIN)/python benchmarks/bench_scale.py $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment and Python caches
 	rm -rf $(VENV) .pytest_cache

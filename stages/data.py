@@ -319,12 +319,15 @@ def write_split(folder: Path, table: Table, train_rows: np.ndarray, test_rows: n
     (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def read_split(folder: str | Path = PREPARED_DIR) -> Split:
-    """Load what `prepare` wrote."""
+def read_split(folder: str | Path = PREPARED_DIR, mmap: bool = False) -> Split:
+    """Load what `prepare` wrote; with mmap=True the arrays are read-only views of the files, paged in
+    as used and released with the Split (so a stage can convert them without holding a second copy)."""
     folder = Path(folder)
+    mode = "r" if mmap else None
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        arrays = {name: np.load(folder / f"{name}.npy") for name in ("X_train", "y_train", "X_test", "y_test")}
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode=mode)
+                  for name in ("X_train", "y_train", "X_test", "y_test")}
     except FileNotFoundError as err:
         raise UserError(f"{err.filename}: missing; run `dvc repro prepare` first") from None
     scaling = Scaling.from_dict(meta["scaling"]) if meta["scaling"] else None

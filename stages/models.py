@@ -91,7 +91,7 @@ def train_model(
 ) -> TrainingLog:
     """Fit `model` in place with the solver its spec names."""
     if spec.kind == "linear" and spec.solver == "exact":
-        solution = solve_least_squares(X, y)
+        solution = solve_least_squares(X.double().cpu().numpy(), y.double().cpu().numpy())
         with torch.no_grad():
             model.weight.copy_(solution.weight)
             model.bias.copy_(solution.bias)
@@ -110,36 +110,33 @@ class LeastSquares:
     mse: float  # the smallest mean squared error any y = X w + b reaches on these rows
 
 
-def solve_least_squares(X: torch.Tensor, y: torch.Tensor, block_rows: int = BLOCK_ROWS) -> LeastSquares:
+def solve_least_squares(X: np.ndarray, y: np.ndarray, block_rows: int = BLOCK_ROWS) -> LeastSquares:
     """Least squares y ~ X w + b in float64 by a streaming Householder QR; never the normal equations.
 
     Columns are centred and scaled to unit norm (which removes the intercept column and balances the
     matrix: NIST Longley gets 13 correct digits), then [X | y] is reduced block by block to its small
-    triangular factor R, so memory stays at one block of rows whatever the row count. The small system
-    R w = Q'y is solved by SVD (gelsd), which also copes with collinear or constant columns.
+    triangular factor R (torch.linalg.qr), so memory stays at one block of rows whatever the row count
+    and the rows are read in one pass after the column statistics. The small system R w = Q'y is solved by
+    SVD (gelsd), which also copes with collinear or constant columns.
     """
-    X, y = X.double(), y.double()
     n_rows, n_features = X.shape
-    X_mean, y_mean = X.mean(dim=0), y.mean()
-    norms = torch.linalg.vector_norm(X - X_mean, dim=0) if n_rows <= block_rows else _column_norms(X, X_mean, block_rows)
-    norms = torch.where(norms > 0, norms, torch.ones_like(norms))  # a constant column gets weight 0
+    X_mean, y_mean = np.mean(X, axis=0, dtype=np.float64), float(np.mean(y, dtype=np.float64))
+    squares = np.zeros(n_features)
+    for start in range(0, n_rows, block_rows):
+        squares += np.sum((X[start : start + block_rows] - X_mean) ** 2, axis=0)
+    norms = np.sqrt(squares)
+    norms[norms == 0] = 1.0  # a constant column gets weight 0
     R = torch.zeros(0, n_features + 1, dtype=torch.float64)
     for start in range(0, n_rows, block_rows):
-        block = torch.cat([(X[start : start + block_rows] - X_mean) / norms,
-                           (y[start : start + block_rows] - y_mean).unsqueeze(1)], dim=1)
-        R = torch.linalg.qr(torch.cat([R, block]), mode="r").R
+        block = np.empty((min(block_rows, n_rows - start), n_features + 1))
+        block[:, :n_features] = (X[start : start + block_rows] - X_mean) / norms
+        block[:, n_features] = y[start : start + block_rows] - y_mean
+        R = torch.linalg.qr(torch.cat([R, torch.from_numpy(block)]), mode="r").R
     R11, r = R[:, :n_features], R[:, n_features:]
     solution = torch.linalg.lstsq(R11, r, driver="gelsd").solution
     residual = float(torch.sum((R11 @ solution - r) ** 2))  # includes R[p, p]^2 when R is square
-    weight = solution.squeeze(1) / norms
-    return LeastSquares(weight, (y_mean - X_mean @ weight).reshape(1), residual / n_rows)
-
-
-def _column_norms(X: torch.Tensor, X_mean: torch.Tensor, block_rows: int) -> torch.Tensor:
-    squares = torch.zeros_like(X_mean)
-    for start in range(0, len(X), block_rows):
-        squares += torch.sum((X[start : start + block_rows] - X_mean) ** 2, dim=0)
-    return torch.sqrt(squares)
+    weight = solution.squeeze(1).numpy() / norms
+    return LeastSquares(torch.from_numpy(weight), torch.tensor([y_mean - float(X_mean @ weight)], dtype=torch.float64), residual / n_rows)
 
 
 def fit_lbfgs(
@@ -172,6 +169,12 @@ def fit_lbfgs(
     losses[-1] = final
     _check_growth(spec, losses)
     return TrainingLog(losses)
+
+
+def minibatches(n_rows: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"):
+    """One epoch's batches of row indices: slices of a fresh permutation drawn from `generator` (on the
+    CPU, so the order is the same on every device), each row exactly once."""
+    return torch.randperm(n_rows, generator=generator).to(device).split(batch_size)
 
 
 def _check_finite(spec: ModelSpec, value: float, where: str) -> None:
@@ -225,9 +228,8 @@ def fit(
     else:
         shuffle = torch.Generator().manual_seed(seed)
         for epoch in range(1, spec.epochs + 1):
-            order = torch.randperm(n_rows, generator=shuffle).to(X.device)
             total = torch.zeros((), dtype=X.dtype, device=X.device)
-            for rows in order.split(batch):
+            for rows in minibatches(n_rows, batch, shuffle, X.device):
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(model(X[rows]), y[rows])
                 loss.backward()
@@ -251,20 +253,21 @@ def resolve_device(choice: str) -> torch.device:
 
 
 def scaled_tensor(X: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) -> torch.Tensor:
-    """Features as a tensor of `dtype`, scaled in float64 block by block (no full-size float64 temporary)."""
-    if scaling is None:
-        return torch.as_tensor(X, dtype=dtype)
+    """Features as a new tensor of `dtype`, scaled in float64 block by block (no full-size temporary)."""
     out = torch.empty(X.shape, dtype=dtype)
-    mean, std = np.asarray(scaling.x_mean), np.asarray(scaling.x_std)
     for start in range(0, len(X), BLOCK_ROWS):
-        out[start : start + BLOCK_ROWS] = torch.from_numpy((X[start : start + BLOCK_ROWS] - mean) / std)
+        block = np.array(X[start : start + BLOCK_ROWS], dtype=np.float64)  # writable, unlike a mapped file
+        if scaling is not None:
+            block = (block - np.asarray(scaling.x_mean)) / np.asarray(scaling.x_std)
+        out[start : start + BLOCK_ROWS] = torch.from_numpy(block)
     return out
 
 
 def scaled_target(y: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) -> torch.Tensor:
-    if scaling is None:
-        return torch.as_tensor(y, dtype=dtype)
-    return torch.as_tensor((y - scaling.y_mean) / scaling.y_std, dtype=dtype)
+    y = np.asarray(y, dtype=np.float64)
+    if scaling is not None:
+        y = (y - scaling.y_mean) / scaling.y_std
+    return torch.tensor(y, dtype=dtype)
 
 
 def describe_training(spec: ModelSpec, n_rows: int) -> str:
@@ -282,14 +285,25 @@ def predict(model: nn.Module, X: np.ndarray, scaling: Scaling | None) -> np.ndar
     """Predictions in original units, float64, for raw (unscaled) features; memory bounded by blocks."""
     dtype = next(model.parameters()).dtype
     out = np.empty(len(X), dtype=np.float64)
+    for start in range(0, len(X), BLOCK_ROWS):
+        block = scaled_tensor(X[start : start + BLOCK_ROWS], scaling, dtype)
+        out[start : start + BLOCK_ROWS] = model_outputs(model, block)
+    return unscale_target(out, scaling)
+
+
+def model_outputs(model: nn.Module, X: torch.Tensor) -> np.ndarray:
+    """The model's outputs (scaled units) as float64, computed in the same row blocks as `predict`, so
+    predictions from the training tensor equal those `predict` makes from the raw rows."""
+    out = np.empty(len(X), dtype=np.float64)
     model.eval()
     with torch.no_grad():
         for start in range(0, len(X), BLOCK_ROWS):
-            block = scaled_tensor(X[start : start + BLOCK_ROWS], scaling, dtype)
-            out[start : start + BLOCK_ROWS] = model(block).double().numpy()
-    if scaling is not None:
-        out = out * scaling.y_std + scaling.y_mean
+            out[start : start + BLOCK_ROWS] = model(X[start : start + BLOCK_ROWS]).double().cpu().numpy()
     return out
+
+
+def unscale_target(values: np.ndarray, scaling: Scaling | None) -> np.ndarray:
+    return values if scaling is None else values * scaling.y_std + scaling.y_mean
 
 
 def linear_coefficients(model: LinearRegressor, features: tuple[str, ...], scaling: Scaling | None) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.model not in params.models:
         raise UserError(f"params.yaml: no model {args.model!r} under models; known: {', '.join(params.models)}")
     spec = params.models[args.model]
-    split = read_split(args.prepared)
+    split = read_split(args.prepared, mmap=True)
 
     import torch  # after the cheap checks: importing torch takes seconds
 
@@ -101,12 +102,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"train@{spec.name}: {len(y)} rows x {len(split.features)} features, {models.describe_training(spec, len(y))}, "
           f"{arch['dtype']} on {device}", flush=True)
 
+    if spec.kind == "linear":
+        # The reference for evaluate's optimality gap: float64 least squares, original units, train split.
+        least_squares_mse = models.solve_least_squares(split.X_train, split.y_train).mse
+    split = replace(split, X_train=None, y_train=None)  # drop the float64 copy; the tensor has the rows
+
     log = EpochLog(spec, params.train.log_every)
     history = models.train_model(model, X, y, spec, seed=params.train.seed, on_epoch=log)
     log.close()
+    train_outputs = models.model_outputs(model, X)
     del X, y
     model.cpu()
-    predictions = np.concatenate([models.predict(model, split.X_train, split.scaling),
+    predictions = np.concatenate([models.unscale_target(train_outputs, split.scaling),
                                   models.predict(model, split.X_test, split.scaling)])
 
     card = {
@@ -120,10 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     if spec.kind == "linear":
         card["coefficients"] = models.linear_coefficients(model, split.features, split.scaling)
-        # The reference for evaluate's optimality gap: float64 least squares, original units, train split.
-        card["least_squares_mse"] = models.solve_least_squares(
-            torch.as_tensor(split.X_train), torch.as_tensor(split.y_train)
-        ).mse
+        card["least_squares_mse"] = least_squares_mse
         for name, value in card["coefficients"].items():
             print(f"train@{spec.name}: final {'b' if 'intercept' in name else 'w'} ({name}): {value:.3f}")
     meta = {

@@ -132,7 +132,7 @@ def test_exact_solver_equals_numpy_lstsq_on_well_conditioned_data():
     A = np.column_stack([X, np.ones(200)])
     expected, *_ = np.linalg.lstsq(A, y, rcond=None)
     for block_rows in (65536, 7):  # one block, and many blocks of the streaming QR
-        solution = models.solve_least_squares(torch.as_tensor(X), torch.as_tensor(y), block_rows=block_rows)
+        solution = models.solve_least_squares(X, y, block_rows=block_rows)
         got = np.append(solution.weight.numpy(), solution.bias.numpy())
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=0)
         assert solution.mse == pytest.approx(np.mean((A @ expected - y) ** 2), rel=1e-10)
@@ -159,3 +159,34 @@ def test_float64_training_gives_float64_weights_and_a_closer_fit():
     assert all(p.dtype == torch.float64 for p in model64.parameters())
     mse64 = float(np.mean((models.predict(model64, X_SEED, None) - Y_SEED) ** 2))
     assert mse64 == pytest.approx(least_squares_mse(X_SEED, Y_SEED)[0], rel=1e-10)
+
+
+def test_minibatches_cover_every_row_exactly_once_per_epoch_in_a_seeded_order():
+    generator = torch.Generator().manual_seed(3)
+    epochs = [models.minibatches(1000, 64, generator) for _ in range(3)]
+    for batches in epochs:
+        assert [len(b) for b in batches] == [64] * 15 + [40]
+        assert sorted(torch.cat(batches).tolist()) == list(range(1000))
+    assert not torch.equal(torch.cat(epochs[0]), torch.cat(epochs[1]))  # reshuffled every epoch
+    again = torch.Generator().manual_seed(3)
+    assert torch.equal(torch.cat(models.minibatches(1000, 64, again)), torch.cat(epochs[0]))
+
+
+def test_exact_on_a_hundred_thousand_rows_equals_numpy_lstsq():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(100_000, 8)) * rng.uniform(0.1, 100, size=8) + rng.normal(size=8) * 50
+    y = X @ rng.normal(size=8) + 3.0 + rng.normal(size=100_000)
+    solution = models.solve_least_squares(X, y)  # two blocks of the streaming QR
+    expected, *_ = np.linalg.lstsq(np.column_stack([X, np.ones(len(y))]), y, rcond=None)
+    got = np.append(solution.weight.numpy(), solution.bias.numpy())
+    np.testing.assert_allclose(got, expected, rtol=1e-8, atol=0)
+
+
+def test_device_choice_follows_what_torch_sees():
+    assert models.resolve_device("cpu") == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert models.resolve_device("auto").type == "cuda" and models.resolve_device("cuda").type == "cuda"
+    else:
+        assert models.resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(UserError, match="train.device is cuda, but torch sees no CUDA device here"):
+            models.resolve_device("cuda")

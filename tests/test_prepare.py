@@ -42,3 +42,16 @@ def test_debug_env_shows_the_traceback(workdir):
     env = {**stage_env(), "STAGES_DEBUG": "1"}
     result = run_module(workdir, "prepare", env=env)
     assert result.returncode == 1 and "Traceback" in result.stderr and "no data rows" in result.stderr
+
+
+def test_binary_splits_round_trip_the_csv_values_exactly(workdir):
+    rng = np.random.default_rng(9)
+    values = np.column_stack([rng.normal(size=500) * 10.0 ** rng.integers(-300, 300, size=500),
+                              rng.standard_normal(500)])
+    (workdir / "data" / "seed.csv").write_text("x,y\n" + "".join(f"{a!r},{b!r}\n" for a, b in values.tolist()))
+    write_params(workdir, default_params(test_size=0.25, split_seed=4))
+    assert run_module(workdir, "prepare").returncode == 0
+    prepared = workdir / "data" / "prepared"
+    X = np.concatenate([np.load(prepared / "X_train.npy"), np.load(prepared / "X_test.npy")])[:, 0]
+    y = np.concatenate([np.load(prepared / "y_train.npy"), np.load(prepared / "y_test.npy")])
+    assert sorted(zip(X.tolist(), y.tolist())) == sorted(map(tuple, values.tolist()))

@@ -1,0 +1,111 @@
+"""The whole pipeline against a scikit-learn script on a large synthetic table.
+
+    python benchmarks/bench_scale.py [--rows 100000 1000000] [--huge]
+
+For each row count: writes a deterministic table (8 standard-normal features, a nonlinear target),
+runs `dvc repro --force` on a copy of the project pointed at it (linear `exact`, MLP hidden [10] tanh,
+batch 1024, 5 epochs, lr 0.01, test_size 0.2) and benchmarks/sklearn_baseline.py (LinearRegression,
+MLPRegressor with the same settings), each under /usr/bin/time, and prints wall time, peak RSS (largest
+single process) and test MSE side by side, with the ratios. --huge adds 10^7 rows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_reference import STAGE_COMMANDS, copy_project, env  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+FEATURES = [f"f{i}" for i in range(1, 9)]
+
+
+def write_table(path: Path, n_rows: int) -> None:
+    """8 N(0, 1) features, y nonlinear in them plus noise; the same file for the same n_rows."""
+    rng = np.random.default_rng(12345)
+    with path.open("w") as handle:
+        handle.write(",".join([*FEATURES, "y"]) + "\n")
+        for start in range(0, n_rows, 200_000):
+            X = rng.standard_normal((min(200_000, n_rows - start), 8))
+            y = (np.sin(2 * X[:, 0]) + X[:, 1] * X[:, 2] + 0.5 * X[:, 3] ** 2 + np.tanh(X[:, 4])
+                 + 0.3 * X[:, 5] - 0.2 * X[:, 6] + 0.1 * X[:, 7] + 0.1 * rng.standard_normal(len(X)))
+            np.savetxt(handle, np.column_stack([X, y]), delimiter=",", fmt="%.10g")
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS in MiB (largest process in the tree), stdout."""
+    start = time.perf_counter()
+    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *cmd], cwd=cwd, env=env(), text=True,
+                            capture_output=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"error: {' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    rss_kib = int(re.findall(r"MAXRSS (\d+)", result.stderr)[-1])
+    return wall, rss_kib / 1024, result.stdout
+
+
+def pipeline_params(project: Path) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"].update(path="data/bench.csv", features=FEATURES, target="y", test_size=0.2, split_seed=0,
+                          standardize=False)
+    params["train"].update(log_every=1)
+    params["models"] = {
+        "linear": {"kind": "linear", "solver": "exact"},
+        "mlp": {"kind": "mlp", "hidden": [10], "activation": "tanh", "lr": 0.01, "epochs": 5, "batch_size": 1024},
+    }
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--huge", action="store_true", help="also 10^7 rows")
+    args = parser.parse_args()
+    sizes = args.rows + ([10_000_000] if args.huge else [])
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp) / "project"
+        project.mkdir()
+        copy_project(project)
+        pipeline_params(project)
+        for n_rows in sizes:
+            csv = project / "data" / "bench.csv"
+            write_table(csv, n_rows)
+            p_wall, p_rss, _ = timed(["dvc", "repro", "--force"], project)
+            s_wall, s_rss, out = timed([sys.executable, str(HERE / "sklearn_baseline.py"), str(csv)], project)
+            sk = json.loads(out)
+            ours = {m: json.loads((project / "metrics" / f"{m}.json").read_text())["test"]["mse"] for m in ("linear", "mlp")}
+            results[n_rows] = (p_wall, p_rss, s_wall, s_rss, ours, sk)
+            stages = {name: timed([sys.executable, *cmd], project)[:2] for name, cmd in STAGE_COMMANDS}
+            print(f"{n_rows:>10,} rows: pipeline {p_wall:6.2f} s {p_rss:7.0f} MiB | scikit-learn {s_wall:6.2f} s "
+                  f"{s_rss:7.0f} MiB | test MSE linear {ours['linear']:.5f} vs {sk['linear']:.5f}, "
+                  f"mlp {ours['mlp']:.5f} vs {sk['mlp']:.5f}", flush=True)
+            print("    each stage alone: " + ", ".join(f"{name} {wall:.2f} s {rss:.0f} MiB"
+                                                     for name, (wall, rss) in stages.items())
+                  + f"; dvc itself {p_wall - sum(wall for wall, _ in stages.values()):.2f} s", flush=True)
+
+    print("\n| rows | pipeline time | sklearn time | time ratio | pipeline peak RSS | sklearn peak RSS | memory ratio "
+          "| linear test MSE (ours / sklearn) | MLP test MSE (ours / sklearn) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n_rows, (p_wall, p_rss, s_wall, s_rss, ours, sk) in results.items():
+        print(f"| {n_rows:,} | {p_wall:.2f} s | {s_wall:.2f} s | {p_wall / s_wall:.2f} | {p_rss:.0f} MiB | "
+              f"{s_rss:.0f} MiB | {p_rss / s_rss:.2f} | {ours['linear']:.5f} / {sk['linear']:.5f} "
+              f"({ours['linear'] / sk['linear'] - 1:+.2%}) | {ours['mlp']:.5f} / {sk['mlp']:.5f} "
+              f"({ours['mlp'] / sk['mlp'] - 1:+.2%}) |")
+    if len(sizes) >= 2 and sizes[0] * 10 == sizes[1]:
+        (a, ra, *_), (b, rb, *_) = results[sizes[0]], results[sizes[1]]
+        print(f"\ngrowth x10 rows: time x{b / a:.2f} (target <= 10), peak memory x{rb / ra:.2f}")
+
+
+if __name__ == "__main__":
+    main()
