@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+TOL ?= 1e-6
+BASE ?= HEAD~1
 # Stage commands say `python`: make it the project's interpreter for dvc and everything it starts.
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test test-fast check-repro bench bench-reference bench-scale clean
+.PHONY: help venv repro test test-fast check-repro report bench bench-reference bench-scale clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,8 +34,11 @@ test: $(STAMP) ## Run the whole test suite, slow end-to-end tests included
 test-fast: $(STAMP) ## Run the tests, skipping the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-check-repro: $(STAMP) ## Reproduce and fail if dvc.lock or any output differs from the commit
-	$(BIN)/python .ci/check_repro.py
+check-repro: $(STAMP) ## Reproduce and fail if dvc.lock or any output differs from the commit (TOL=1e-6)
+	TOL=$(TOL) $(BIN)/python .ci/check_repro.py
+
+report: $(STAMP) ## Write report.md: params, metrics and plots against BASE (default HEAD~1)
+	$(BIN)/python .ci/report.py $(BASE)
 
 bench: bench-reference bench-scale ## Run both benchmarks (never part of make test)
 

@@ -1,0 +1,116 @@
+"""How DVC users work, end to end with the real dvc and git: experiments and queues, the CI checks
+(check-repro with a tolerance, report.md), and data versioning through a local directory remote."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import clone_project, commit, repro, set_param, sh
+
+pytestmark = pytest.mark.slow
+
+MAKE = ["make", "--no-print-directory", "-o", f"{sys.prefix}/.installed", f"VENV={sys.prefix}"]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = clone_project(tmp_path_factory.mktemp("clone"))
+    repro(repo)
+    return repo
+
+
+def mlp_train_mse(repo: Path) -> float:
+    return json.loads((repo / "metrics" / "mlp.json").read_text())["train"]["mse"]
+
+
+def test_exp_run_with_a_changed_param_changes_the_metric(repo):
+    before = mlp_train_mse(repo)
+    out = sh(repo, "dvc", "exp", "run", "-S", "models.mlp.lr=0.02").stdout
+    assert "Running stage 'train@mlp'" in out and "Running stage 'train@linear'" not in out
+    assert mlp_train_mse(repo) != before
+    assert "lr: 0.02" in (repo / "params.yaml").read_text()
+    sh(repo, "git", "checkout", "--", ".")  # back to the commit: params, lock and git-tracked outputs
+    sh(repo, "dvc", "checkout", "-q")  # and the cached outputs
+    assert mlp_train_mse(repo) == before
+    assert "Data and pipelines are up to date." in sh(repo, "dvc", "status").stdout
+
+
+def test_a_queue_of_two_experiments_runs_and_is_listed(repo):
+    for lr in ("0.005", "0.03"):
+        sh(repo, "dvc", "exp", "run", "--queue", "-S", f"models.mlp.lr={lr}")
+    sh(repo, "dvc", "exp", "run", "--run-all")
+    shown = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
+    runs = [exp for entry in shown for group in entry.get("experiments") or [] for exp in group["revs"]]
+    by_lr = {}
+    for run in runs:
+        data = run["data"]
+        lr = data["params"]["params.yaml"]["data"]["models"]["mlp"]["lr"]
+        by_lr[lr] = data["metrics"]["metrics/mlp.json"]["data"]["train"]["mse"]
+    assert {0.005, 0.03} <= set(by_lr)
+    assert by_lr[0.005] != by_lr[0.03]
+    sh(repo, "dvc", "exp", "remove", "--all-commits", "-A", check=False)
+
+
+def test_check_repro_tells_noise_from_a_real_change(repo):
+    assert "check-repro: OK" in sh(repo, *MAKE, "check-repro").stdout
+    set_param(repo, "models.linear.epochs", 1002)  # moves the metrics by less than 1e-6 relative
+    commit(repo, "two more Adam steps, not reproduced")
+    noise = sh(repo, *MAKE, "check-repro", check=False)
+    assert noise.returncode != 0
+    assert "check-repro: within tolerance: every metric agrees with the commit within TOL=1e-06" in noise.stdout
+    assert "dvc metrics diff HEAD:" in noise.stdout
+    sh(repo, "git", "checkout", "-q", "dvc.lock", "metrics", "models", "plots")
+    strict = sh(repo, *MAKE, "check-repro", "TOL=1e-9", check=False)
+    assert strict.returncode != 0 and "check-repro: beyond tolerance: metrics/linear.json" in strict.stdout
+    sh(repo, "git", "reset", "-q", "--hard", "HEAD~1")
+    sh(repo, "dvc", "checkout", "-q")
+    assert repro(repo) == set()
+
+
+def test_make_report_writes_both_tables_and_the_figures_of_both_revisions(repo):
+    set_param(repo, "models.mlp.lr", 0.02)
+    repro(repo)
+    commit(repo, "mlp lr 0.02")
+    out = sh(repo, *MAKE, "report", "BASE=HEAD~1").stdout
+    assert "report: wrote report.md" in out
+    report = (repo / "report.md").read_text()
+    assert "| params.yaml | models.mlp.lr | 0.01     | 0.02        |" in report
+    assert "| metrics/mlp.json | train.mse" in report and "metrics/linear.json" not in report
+    assert "![HEAD~1](report/static/HEAD~1_plots_fit.png)" in report
+    assert (repo / "report" / "static" / "workspace_plots_fit.png").exists()
+    assert (repo / "report" / "index.html").exists()
+    assert sh(repo, "git", "status", "--porcelain").stdout == ""  # report files are ignored
+
+
+def test_remote_round_trip_and_a_new_data_version(repo, tmp_path):
+    remote = tmp_path / "remote"
+    sh(repo, "dvc", "remote", "add", "-d", "storage", str(remote))
+    sh(repo, "git", "rm", "-q", "--cached", "data/seed.csv")
+    sh(repo, "dvc", "add", "-q", "data/seed.csv")
+    commit(repo, "seed data tracked by dvc, local remote")
+    sh(repo, "dvc", "push", "-q")
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    assert not (clone / "models" / "mlp.pt").exists() and not (clone / "data" / "seed.csv").exists()
+    sh(clone, "dvc", "pull", "-q")
+    assert (clone / "models" / "mlp.pt").read_bytes() == (repo / "models" / "mlp.pt").read_bytes()
+    assert "Data and pipelines are up to date." in sh(clone, "dvc", "status").stdout
+    assert repro(clone) == set()  # nothing retrained
+
+    csv = clone / "data" / "seed.csv"
+    csv.write_text(csv.read_text() + "11,12\n12,12\n")
+    sh(clone, "dvc", "add", "-q", "data/seed.csv")
+    assert "prepare" in repro(clone)
+    sh(clone, "git", "config", "user.email", "test@example.com")
+    sh(clone, "git", "config", "user.name", "test")
+    commit(clone, "data v2: two more rows")
+    diff = json.loads(sh(clone, "dvc", "metrics", "diff", "HEAD~1", "--json").stdout)
+    assert {"metrics/linear.json", "metrics/mlp.json"} <= set(diff)
+    assert diff["metrics/linear.json"]["train.mse"]["old"] != diff["metrics/linear.json"]["train.mse"]["new"]
+    sh(clone, "dvc", "push", "-q")
+    assert "Data and pipelines are up to date." in sh(clone, "dvc", "status").stdout
