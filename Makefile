@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test test-fast check-repro report bench bench-reference bench-scale clean
+.PHONY: help venv repro test test-fast check-repro exp-show report bench bench-reference bench-scale clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test-fast: $(STAMP) ## Run the tests, skipping the slow end-to-end ones
 
 check-repro: $(STAMP) ## Reproduce and fail if dvc.lock or any output differs from the commit (TOL=1e-6)
 	TOL=$(TOL) $(BIN)/python .ci/check_repro.py
+
+exp-show: $(STAMP) ## dvc exp show with each model's MSE per split and the models' lr and epochs
+	$(BIN)/dvc exp show --drop '.*' --keep 'Experiment|.*:(train|test)\.mse$$|models\.[^.]+\.(lr|epochs)$$'
 
 report: $(STAMP) ## Write report.md: params, metrics and plots against BASE (default HEAD~1)
 	$(BIN)/python .ci/report.py $(BASE)

@@ -75,9 +75,9 @@ def main() -> int:
     largest, where = largest_relative_change(run("dvc", "metrics", "diff", "HEAD", "--json", check=False).stdout)
     if largest <= tolerance:
         print(f"check-repro: within tolerance: every metric agrees with the commit within TOL={tolerance:g} "
-              f"(largest relative change {largest:.3g}{', in ' + where if where else ''}); the outputs differ by "
-              "numerical noise only "
-              "(another CPU or library build?), but dvc.lock is not reproduced exactly")
+              f"(largest relative change {largest:.3g}{', in ' + where if where else ''}), which is what "
+              "numerical noise from another CPU or library build looks like; the outputs' bytes still differ, "
+              "so dvc.lock is not reproduced exactly")
     else:
         print(f"check-repro: beyond tolerance: {where} changed by {largest:.3g} relative "
               f"(TOL={tolerance:g}): a real change; run `dvc repro` and commit dvc.lock and the outputs")
