@@ -3,7 +3,8 @@
 Run from the project root with the project's environment on PATH (`make check-repro` does that).
 Prints which stages were out of date and why, which outputs changed, and `dvc metrics diff` against HEAD.
 When outputs differ but every metric agrees within TOL (relative to max(|value|, 1), default 1e-6; set
-the TOL environment variable), it says "within tolerance", so numerical noise from another CPU can be told from a real change;
+the TOL environment variable), it says "within tolerance", so numerical noise from another CPU can be
+told from a real change;
 it still fails, since dvc.lock was not reproduced exactly.
 """
 from __future__ import annotations
@@ -14,7 +15,6 @@ import subprocess
 import sys
 
 import yaml
-
 
 DEFAULT_TOL = 1e-6
 
@@ -28,7 +28,7 @@ def lock_outputs(text: str | None) -> dict[str, str]:
     if not text:
         return {}
     outs = {}
-    for stage, entry in (yaml.safe_load(text) or {}).get("stages", {}).items():
+    for entry in (yaml.safe_load(text) or {}).get("stages", {}).values():
         for out in entry.get("outs", []):
             outs[out["path"]] = out.get("md5") or out.get("hash", "?")
     return outs

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -19,6 +18,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.conftest import clone_project  # noqa: E402  (the same copy the end-to-end tests use)
+
 DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference"
 STAGE_COMMANDS = [
     ("prepare", ["-m", "stages.prepare"]),
@@ -43,19 +45,6 @@ def timed(cmd: list[str], cwd: Path) -> float:
     return time.perf_counter() - start
 
 
-def copy_project(dest: Path) -> None:
-    """The project's files as git sees them, in a new git repository (dvc needs one)."""
-    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
-                           capture_output=True, check=True).stdout.splitlines()
-    for name in names:
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "bench"]):
-        subprocess.run(cmd, cwd=dest, check=True, stdout=subprocess.DEVNULL)
-
-
 def reference_scripts(paths: list[str]) -> list[Path]:
     scripts: list[Path] = []
     for given in paths or [str(DEFAULT_REFERENCE)]:
@@ -78,7 +67,7 @@ def main() -> None:
         project, scratch = Path(tmp) / "project", Path(tmp) / "scratch"
         project.mkdir()
         scratch.mkdir()
-        copy_project(project)
+        clone_project(project)
         timed(["dvc", "repro", "--force"], project)  # warm-up: bytecode caches, file system
         for script in scripts:
             timed([sys.executable, str(script)], scratch)

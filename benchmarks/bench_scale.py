@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_reference import STAGE_COMMANDS, copy_project, env  # noqa: E402
+from bench_reference import STAGE_COMMANDS, clone_project, env  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FEATURES = [f"f{i}" for i in range(1, 9)]
@@ -76,7 +76,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp) / "project"
         project.mkdir()
-        copy_project(project)
+        clone_project(project)
         pipeline_params(project)
         for n_rows in sizes:
             csv = project / "data" / "bench.csv"
@@ -84,7 +84,8 @@ def main() -> None:
             p_wall, p_rss, _ = timed(["dvc", "repro", "--force"], project)
             s_wall, s_rss, out = timed([sys.executable, str(HERE / "sklearn_baseline.py"), str(csv)], project)
             sk = json.loads(out)
-            ours = {m: json.loads((project / "metrics" / f"{m}.json").read_text())["test"]["mse"] for m in ("linear", "mlp")}
+            ours = {m: json.loads((project / "metrics" / f"{m}.json").read_text())["test"]["mse"]
+                    for m in ("linear", "mlp")}
             results[n_rows] = (p_wall, p_rss, s_wall, s_rss, ours, sk)
             stages = {name: timed([sys.executable, *cmd], project)[:2] for name, cmd in STAGE_COMMANDS}
             print(f"{n_rows:>10,} rows: pipeline {p_wall:6.2f} s {p_rss:7.0f} MiB | scikit-learn {s_wall:6.2f} s "

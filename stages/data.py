@@ -11,9 +11,9 @@ import math
 import re
 import sys
 from collections.abc import Iterator
-from typing import IO
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -126,7 +126,8 @@ def _read_header(path: Path) -> list[str]:
 def _check_columns(path: Path, header: list[str], wanted: list[str]) -> None:
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
-        raise UserError(f"{path}: header names column {', '.join(map(repr, repeated))} more than once; rename the duplicates")
+        names = ", ".join(map(repr, repeated))
+        raise UserError(f"{path}: header names column {names} more than once; rename the duplicates")
     for name in wanted:
         if name not in header:
             hint = ""
@@ -285,7 +286,7 @@ def fit_scaling(table: Table, rows: np.ndarray) -> Scaling:
     columns = [*(table.X[rows, j] for j in range(len(table.features))), table.y[rows]]
     names = [*table.features, table.target]
     means, stds = [], []
-    for name, values in zip(names, columns):
+    for name, values in zip(names, columns, strict=True):
         std = float(values.std())
         if not std > 0:
             raise UserError(

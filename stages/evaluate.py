@@ -25,7 +25,7 @@ def predicted_csv(actual: dict[str, np.ndarray], predicted: dict[str, np.ndarray
     lines = ["split,actual,predicted"]
     for split in actual:
         rows = sample_rows(len(actual[split]), PLOT_ROWS)
-        pairs = zip(actual[split][rows].tolist(), predicted[split][rows].tolist())
+        pairs = zip(actual[split][rows].tolist(), predicted[split][rows].tolist(), strict=True)
         lines += [f"{split},{a!r},{p!r}" for a, p in pairs]
     return "\n".join(lines) + "\n"
 

@@ -134,7 +134,9 @@ def _column_list(key: str, value: Any) -> tuple[str, ...]:
 
 def _hidden_sizes(key: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
-        raise UserError(f"params.yaml: {key} must be a non-empty list of layer sizes, e.g. [10], got {_describe(value)}")
+        raise UserError(
+            f"params.yaml: {key} must be a non-empty list of layer sizes, e.g. [10], got {_describe(value)}"
+        )
     return tuple(_integer(minimum=1)(f"{key}[{i}]", size) for i, size in enumerate(value))
 
 
@@ -196,7 +198,9 @@ def _require(section: Mapping[str, Any], keys: tuple[str, ...], prefix: str) -> 
             raise UserError(f"params.yaml: {prefix}{key} is missing; add it to params.yaml")
 
 
-def _checked(section: Mapping[str, Any], fields: Mapping[str, Callable[[str, Any], Any]], prefix: str) -> dict[str, Any]:
+def _checked(
+    section: Mapping[str, Any], fields: Mapping[str, Callable[[str, Any], Any]], prefix: str
+) -> dict[str, Any]:
     _reject_unknown(section, fields, prefix)
     return {key: fields[key](f"{prefix}{key}", value) for key, value in section.items()}
 
@@ -232,7 +236,9 @@ def parse_params(raw: Any) -> Params:
     train = TrainParams(**_checked(_section(raw, "train") if "train" in raw else {}, TRAIN_FIELDS, "train."))
     models_raw = _section(raw, "models")
     if not models_raw:
-        raise UserError("params.yaml: models is empty; add at least one model, e.g. linear: {kind: linear, lr: 0.07, epochs: 1000}")
+        raise UserError(
+            "params.yaml: models is empty; add at least one model, e.g. linear: {kind: linear, lr: 0.07, epochs: 1000}"
+        )
     models = {name: _model_spec(name, spec) for name, spec in models_raw.items()}
     return Params(data=data, train=train, models=models)
 

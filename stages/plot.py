@@ -57,7 +57,7 @@ def predicted_vs_actual_figure(split: Split, predictions: dict[str, np.ndarray])
     dense = len(actual) > SCATTER_LIMIT
     fig, axes = plt.subplots(1, len(predictions), figsize=(4.2 * len(predictions), 4.2), squeeze=False)
     low, high = float(actual.min()), float(actual.max())
-    for ax, (name, predicted) in zip(axes[0], predictions.items()):
+    for ax, (name, predicted) in zip(axes[0], predictions.items(), strict=True):
         if dense:
             ax.hexbin(actual, predicted, gridsize=60, bins="log", mincnt=1, cmap="viridis")
         else:

@@ -82,13 +82,13 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch  # after the cheap checks: importing torch takes seconds
 
-    from stages import models
+    from stages import models, training
 
     # One intra-op thread: the models are small, more threads only spin against each other (and against
     # numpy's BLAS pool), and a fixed count keeps results identical from one machine to the next.
     torch.set_num_threads(1)
     torch.manual_seed(params.train.seed)
-    device = models.resolve_device(params.train.device)
+    device = training.resolve_device(params.train.device)
 
     arch = models.architecture(spec, len(split.features), params.train.dtype)
     dtype = getattr(torch, arch["dtype"])
@@ -99,16 +99,17 @@ def main(argv: list[str] | None = None) -> None:
     X = models.scaled_tensor(split.X_train, split.scaling, dtype).to(device)
     y = models.scaled_target(split.y_train, split.scaling, dtype).to(device)
     model.to(device)
-    print(f"train@{spec.name}: {len(y)} rows x {len(split.features)} features, {models.describe_training(spec, len(y))}, "
-          f"{arch['dtype']} on {device}", flush=True)
+    how = training.describe_training(spec, len(y))
+    print(f"train@{spec.name}: {len(y)} rows x {len(split.features)} features, {how}, {arch['dtype']} on {device}",
+          flush=True)
 
     if spec.kind == "linear":
         # The reference for evaluate's optimality gap: float64 least squares, original units, train split.
-        least_squares_mse = models.solve_least_squares(split.X_train, split.y_train).mse
+        least_squares_mse = training.solve_least_squares(split.X_train, split.y_train).mse
     split = replace(split, X_train=None, y_train=None)  # drop the float64 copy; the tensor has the rows
 
     log = EpochLog(spec, params.train.log_every)
-    history = models.train_model(model, X, y, spec, seed=params.train.seed, on_epoch=log)
+    history = training.train_model(model, X, y, spec, seed=params.train.seed, on_epoch=log)
     log.close()
     train_outputs = models.model_outputs(model, X)
     del X, y
@@ -128,8 +129,10 @@ def main(argv: list[str] | None = None) -> None:
     if spec.kind == "linear":
         card["coefficients"] = models.linear_coefficients(model, split.features, split.scaling)
         card["least_squares_mse"] = least_squares_mse
-        for name, value in card["coefficients"].items():
-            print(f"train@{spec.name}: final {'b' if 'intercept' in name else 'w'} ({name}): {value:.3f}")
+        *weights, (intercept_key, intercept) = card["coefficients"].items()
+        for feature, value in weights:
+            print(f"train@{spec.name}: final w ({feature}): {value:.3f}")
+        print(f"train@{spec.name}: final b ({intercept_key}): {intercept:.3f}")
     meta = {
         "name": spec.name,
         "architecture": arch,

@@ -13,7 +13,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)
 
-SEED_CSV = "x,y\n" + "".join(f"{x},{y}\n" for x, y in zip(range(1, 11), [3, 5, 5, 6, 7, 7, 8, 9, 9, 10]))
+SEED_CSV = "x,y\n" + "".join(f"{x},{y}\n" for x, y in zip(range(1, 11), [3, 5, 5, 6, 7, 7, 8, 9, 9, 10], strict=True))
 
 
 def default_params(**data_overrides) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clone_project, outputs, repro, run_module, set_param, sh, stage_env
+from tests.conftest import clone_project, outputs, repro, set_param, sh, stage_env
 
 pytestmark = pytest.mark.slow
 

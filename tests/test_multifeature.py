@@ -12,7 +12,7 @@ def test_three_features_with_a_test_split_through_every_stage(workdir):
     rng = np.random.default_rng(7)
     X = rng.normal(size=(60, 3)) * [1.0, 10.0, 1000.0] + [0.0, 50.0, 5000.0]
     y = X @ TRUE_W + 4.0 + rng.normal(scale=0.1, size=60)
-    rows = "".join(",".join(map(repr, [*r, t])) + "\n" for r, t in zip(X.tolist(), y.tolist()))
+    rows = "".join(",".join(map(repr, [*r, t])) + "\n" for r, t in zip(X.tolist(), y.tolist(), strict=True))
     (workdir / "data" / "wide.csv").write_text("a,b,c,target\n" + rows)
     params = default_params(path="data/wide.csv", features=["a", "b", "c"], target="target",
                             test_size=0.25, standardize=True)

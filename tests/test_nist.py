@@ -34,7 +34,7 @@ def test_exact_solver_reproduces_certified_coefficients(tmp_path, monkeypatch, n
     train.main(["ls"])
 
     got = json.loads((tmp_path / "models" / "ls.json").read_text())["coefficients"]
-    want = dict(zip(case["features"], case["coefficients"]), intercept=case["intercept"])
+    want = dict(zip(case["features"], case["coefficients"], strict=True), intercept=case["intercept"])
     digits = {key: significant_digits(got[key], value) for key, value in want.items()}
     print(name, "standardized" if standardize else "raw", f"min significant digits {min(digits.values()):.1f}")
     assert min(digits.values()) >= 7, digits

@@ -12,7 +12,8 @@ def test_predict_reproduces_the_training_predictions_of_both_models_exactly(work
         assert result.returncode == 0, result.stderr
         lines = (workdir / "out" / f"{name}.csv").read_text().splitlines()
         assert lines[0] == "x,y,prediction"
-        assert [line.split(",")[:2] for line in lines[1:]] == [r.split(",") for r in (workdir / "data" / "seed.csv").read_text().splitlines()[1:]]
+        inputs = (workdir / "data" / "seed.csv").read_text().splitlines()[1:]
+        assert [line.split(",")[:2] for line in lines[1:]] == [row.split(",") for row in inputs]
         predicted = [float(line.split(",")[2]) for line in lines[1:]]
         assert predicted == np.load(workdir / "predictions" / f"{name}.npy").tolist()
 

@@ -54,4 +54,4 @@ def test_binary_splits_round_trip_the_csv_values_exactly(workdir):
     prepared = workdir / "data" / "prepared"
     X = np.concatenate([np.load(prepared / "X_train.npy"), np.load(prepared / "X_test.npy")])[:, 0]
     y = np.concatenate([np.load(prepared / "y_train.npy"), np.load(prepared / "y_test.npy")])
-    assert sorted(zip(X.tolist(), y.tolist())) == sorted(map(tuple, values.tolist()))
+    assert sorted(zip(X.tolist(), y.tolist(), strict=True)) == sorted(map(tuple, values.tolist()))

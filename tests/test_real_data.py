@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
 from stages import evaluate, prepare, train
 from tests.conftest import ROOT, default_params, write_params
 

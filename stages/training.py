@@ -1,0 +1,208 @@
+"""Training: the solvers (Adam, L-BFGS, exact least squares), the minibatch loop, divergence checks."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from stages.errors import UserError
+from stages.params import ModelSpec
+
+# A run whose last epoch's loss is this many times its first has blown up, even if no value overflowed
+# (Adam's bounded steps keep the loss finite at lr = 1e12, but the model is garbage).
+DIVERGED_GROWTH = 10.0
+# Rows per block of the streaming QR: memory independent of the row count.
+QR_BLOCK_ROWS = 65536
+
+
+def resolve_device(choice: str) -> torch.device:
+    """train.device: auto (CUDA when present), cpu, or cuda (an error when there is none)."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("params.yaml: train.device is cuda, but torch sees no CUDA device here; use auto or cpu")
+    return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def describe_training(spec: ModelSpec, n_rows: int) -> str:
+    if spec.kind == "linear" and spec.solver == "exact":
+        return "exact least squares"
+    if spec.kind == "linear" and spec.solver == "lbfgs":
+        return f"L-BFGS lr {spec.lr:g}, {spec.epochs} epochs"
+    if 0 < spec.batch_size < n_rows:
+        steps = -(-n_rows // spec.batch_size)
+        return f"Adam lr {spec.lr:g}, minibatches of {spec.batch_size} ({steps} steps/epoch), {spec.epochs} epochs"
+    return f"Adam lr {spec.lr:g}, full batch, {spec.epochs} epochs"
+
+
+@dataclass(frozen=True)
+class TrainingLog:
+    """Mean training loss of each epoch (in scaled units when scaling is on)."""
+
+    losses: list[float]
+
+
+def train_model(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    spec: ModelSpec,
+    seed: int,
+    on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
+) -> TrainingLog:
+    """Fit `model` in place with the solver its spec names."""
+    if spec.kind == "linear" and spec.solver == "exact":
+        solution = solve_least_squares(X.double().cpu().numpy(), y.double().cpu().numpy())
+        with torch.no_grad():
+            model.weight.copy_(solution.weight)
+            model.bias.copy_(solution.bias)
+            loss = float(torch.mean((model(X) - y) ** 2))
+        on_epoch(1, loss)
+        return TrainingLog([loss])
+    if spec.kind == "linear" and spec.solver == "lbfgs":
+        return fit_lbfgs(model, X, y, spec, on_epoch)
+    return fit(model, X, y, spec, seed, on_epoch)
+
+
+@dataclass(frozen=True)
+class LeastSquares:
+    weight: torch.Tensor  # (n_features,) float64
+    bias: torch.Tensor  # (1,) float64
+    mse: float  # the smallest mean squared error any y = X w + b reaches on these rows
+
+
+def solve_least_squares(X: np.ndarray, y: np.ndarray, block_rows: int = QR_BLOCK_ROWS) -> LeastSquares:
+    """Least squares y ~ X w + b in float64 by a streaming Householder QR; never the normal equations.
+
+    Columns are centred and scaled to unit norm (which removes the intercept column and balances the
+    matrix: NIST Longley gets 13 correct digits), then [X | y] is reduced block by block to its small
+    triangular factor R (torch.linalg.qr), so memory stays at one block of rows whatever the row count
+    and the rows are read in one pass after the column statistics. The small system R w = Q'y is solved by
+    SVD (gelsd), which also copes with collinear or constant columns.
+    """
+    n_rows, n_features = X.shape
+    X_mean, y_mean = np.mean(X, axis=0, dtype=np.float64), float(np.mean(y, dtype=np.float64))
+    squares = np.zeros(n_features)
+    for start in range(0, n_rows, block_rows):
+        squares += np.sum((X[start : start + block_rows] - X_mean) ** 2, axis=0)
+    norms = np.sqrt(squares)
+    norms[norms == 0] = 1.0  # a constant column gets weight 0
+    R = torch.zeros(0, n_features + 1, dtype=torch.float64)
+    for start in range(0, n_rows, block_rows):
+        block = np.empty((min(block_rows, n_rows - start), n_features + 1))
+        block[:, :n_features] = (X[start : start + block_rows] - X_mean) / norms
+        block[:, n_features] = y[start : start + block_rows] - y_mean
+        R = torch.linalg.qr(torch.cat([R, torch.from_numpy(block)]), mode="r").R
+    R11, r = R[:, :n_features], R[:, n_features:]
+    solution = torch.linalg.lstsq(R11, r, driver="gelsd").solution
+    residual = float(torch.sum((R11 @ solution - r) ** 2))  # includes R[p, p]^2 when R is square
+    weight = solution.squeeze(1).numpy() / norms
+    bias = torch.tensor([y_mean - float(X_mean @ weight)], dtype=torch.float64)
+    return LeastSquares(torch.from_numpy(weight), bias, residual / n_rows)
+
+
+def fit_lbfgs(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    spec: ModelSpec,
+    on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
+) -> TrainingLog:
+    """torch.optim.LBFGS with a strong-Wolfe line search; one epoch is one optimizer.step (<= 20 iterations)."""
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=spec.lr, max_iter=20, line_search_fn="strong_wolfe")
+    loss_fn = nn.MSELoss()
+    losses: list[float] = []
+    model.train()
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = loss_fn(model(X), y)
+        loss.backward()
+        return loss
+
+    for epoch in range(1, spec.epochs + 1):
+        value = optimizer.step(closure).item()
+        _check_finite(spec, value, f"in epoch {epoch}")
+        losses.append(value)
+        on_epoch(epoch, value)
+    with torch.no_grad():
+        final = float(loss_fn(model(X), y))
+    _check_finite(spec, final, f"in epoch {spec.epochs}")
+    losses[-1] = final
+    _check_growth(spec, losses)
+    return TrainingLog(losses)
+
+
+def minibatches(n_rows: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"):
+    """One epoch's batches of row indices: slices of a fresh permutation drawn from `generator` (on the
+    CPU, so the order is the same on every device), each row exactly once."""
+    return torch.randperm(n_rows, generator=generator).to(device).split(batch_size)
+
+
+def _check_finite(spec: ModelSpec, value: float, where: str) -> None:
+    if not np.isfinite(value):
+        raise UserError(
+            f"models.{spec.name}: training diverged {where}, loss {value}; "
+            f"lower models.{spec.name}.lr (now {spec.lr:g}) or set data.standardize: true"
+        )
+
+
+def _check_growth(spec: ModelSpec, losses: list[float]) -> None:
+    if losses[-1] > DIVERGED_GROWTH * losses[0]:
+        raise UserError(
+            f"models.{spec.name}: training diverged: the loss grew from {losses[0]:.4g} in epoch 1 to "
+            f"{losses[-1]:.4g} in epoch {len(losses)}; lower models.{spec.name}.lr (now {spec.lr:g})"
+        )
+
+
+def fit(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    spec: ModelSpec,
+    seed: int,
+    on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
+) -> TrainingLog:
+    """Adam on the mean squared error; full batch unless spec.batch_size > 0 (shuffled minibatches, MLP).
+
+    Minibatches: every epoch draws one permutation of the rows from a generator seeded by `seed`, and
+    the batches are slices of it, so each row is used exactly once per epoch and the order is the same on
+    every run and device. The loop body is the step itself; the epoch's loss is summed on the device and
+    read once per epoch. Raises UserError when the loss stops being finite (at that step when training
+    full batch, at the end of that epoch otherwise), or if it grew more than DIVERGED_GROWTH-fold.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    loss_fn = nn.MSELoss()
+    n_rows = len(y)
+    batch = spec.batch_size if 0 < spec.batch_size < n_rows else 0
+    losses: list[float] = []
+    model.train()
+    if not batch:
+        for epoch in range(1, spec.epochs + 1):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(X), y)
+            value = loss.item()
+            _check_finite(spec, value, f"at step {epoch}")
+            loss.backward()
+            optimizer.step()
+            losses.append(value)
+            on_epoch(epoch, value)
+    else:
+        shuffle = torch.Generator().manual_seed(seed)
+        for epoch in range(1, spec.epochs + 1):
+            total = torch.zeros((), dtype=X.dtype, device=X.device)
+            for rows in minibatches(n_rows, batch, shuffle, X.device):
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(X[rows]), y[rows])
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * len(rows)
+            value = (total / n_rows).item()
+            _check_finite(spec, value, f"in epoch {epoch}")
+            losses.append(value)
+            on_epoch(epoch, value)
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        _check_finite(spec, float("nan"), f"in epoch {spec.epochs} (the weights are no longer finite)")
+    _check_growth(spec, losses)
+    return TrainingLog(losses)

@@ -1,0 +1,28 @@
+"""The ten seed points and a way to train a model on them, shared by test_models and test_training."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from stages import models, training
+from stages.params import ModelSpec
+
+X_SEED = np.arange(1.0, 11.0).reshape(-1, 1)
+Y_SEED = np.array([3, 5, 5, 6, 7, 7, 8, 9, 9, 10], dtype=np.float64)
+LINEAR = ModelSpec(name="linear", kind="linear", lr=0.07, epochs=1000)
+MLP = ModelSpec(name="mlp", kind="mlp", lr=0.01, epochs=1000, hidden=(10,), activation="tanh")
+
+
+def least_squares_mse(X, y):
+    A = np.column_stack([X, np.ones(len(y))])
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    return float(np.mean((A @ coef - y) ** 2)), coef
+
+
+def train_on(spec: ModelSpec, X=X_SEED, y=Y_SEED, seed=0, dtype="float32"):
+    torch.manual_seed(seed)
+    arch = models.architecture(spec, X.shape[1], dtype)
+    model = models.build_model(arch)
+    as_tensor = lambda a: torch.as_tensor(a, dtype=getattr(torch, arch["dtype"]))  # noqa: E731
+    log = training.train_model(model, as_tensor(X), as_tensor(y), spec, seed)
+    return model, log
