@@ -224,7 +224,7 @@ def read_columns(path: str | Path, wanted: list[str]) -> np.ndarray:
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text ({err.reason}); save the file as UTF-8") from None
     except pd.errors.ParserError as err:
-        raise UserError(f"{path}: {_parser_problem(str(err), len(header))}") from None
+        raise UserError(f"{path}: {_parser_problem(str(err))}") from None
     except (pd.errors.EmptyDataError, ValueError, csv.Error) as err:
         raise UserError(f"{path}: cannot be read as CSV ({str(err).strip() or type(err).__name__})") from None
     if len(frame) == 0:
@@ -251,7 +251,7 @@ def _progress_reader(path: Path) -> Iterator[IO[bytes]]:
             yield wrapped
 
 
-def _parser_problem(message: str, n_columns: int) -> str:
+def _parser_problem(message: str) -> str:
     """Rephrase pandas' tokenizer error (`Expected 2 fields in line 3, saw 3`) for people."""
     found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
     if found:
