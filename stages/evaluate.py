@@ -37,10 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prepared", default=str(PREPARED_DIR), help=f"prepared splits (default: {PREPARED_DIR})")
     args = parser.parse_args(argv)
 
-    params = load_params(args.params)
-    if args.model not in params.models:
-        raise UserError(f"params.yaml: no model {args.model!r} under models; known: {', '.join(params.models)}")
-    split = read_split(args.prepared)
+    load_params(args.params).model(args.model)  # validate params.yaml, and that the model is in it
+    split = read_split(args.prepared, mmap=True)  # the features are never read here
     predictions_path = Path("predictions") / f"{args.model}.npy"
     card_path = Path("models") / f"{args.model}.json"
     try:

@@ -60,6 +60,12 @@ class Params:
     train: TrainParams
     models: dict[str, ModelSpec]
 
+    def model(self, name: str) -> ModelSpec:
+        """The spec of one model, or a UserError listing the models there are."""
+        if name not in self.models:
+            raise UserError(f"params.yaml: no model {name!r} under models; known: {', '.join(self.models)}")
+        return self.models[name]
+
 
 # --- value checkers: each returns the typed value or raises UserError naming the dotted key ---------
 

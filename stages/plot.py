@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    split = read_split(args.prepared)
+    split = read_split(args.prepared, mmap=True)
     predictions = {}
     for name in params.models:
         path = Path("predictions") / f"{name}.npy"
@@ -97,10 +97,11 @@ def main(argv: list[str] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    one_feature = len(split.features) == 1
-    fit = fitted_curves_figure(split, predictions) if one_feature else predicted_vs_actual_figure(split, predictions)
+    predicted_vs_actual = predicted_vs_actual_figure(split, predictions)
+    # With several features there is no curve to draw: the fit figure is predicted vs actual too.
+    fit = fitted_curves_figure(split, predictions) if len(split.features) == 1 else predicted_vs_actual
     save_png(fit, PLOTS_DIR / "fit.png")
-    save_png(predicted_vs_actual_figure(split, predictions), PLOTS_DIR / "predicted_vs_actual.png")
+    save_png(predicted_vs_actual, PLOTS_DIR / "predicted_vs_actual.png")
     print(f"plot: wrote {PLOTS_DIR / 'fit.png'} and {PLOTS_DIR / 'predicted_vs_actual.png'}")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.data import PREPARED_DIR, read_split
-from stages.errors import UserError, run_stage
+from stages.errors import run_stage
 from stages.io import atomic_open, write_bytes, write_json, write_text
 from stages.params import ModelSpec, load_params
 
@@ -75,9 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    if args.model not in params.models:
-        raise UserError(f"params.yaml: no model {args.model!r} under models; known: {', '.join(params.models)}")
-    spec = params.models[args.model]
+    spec = params.model(args.model)
     split = read_split(args.prepared, mmap=True)
 
     import torch  # after the cheap checks: importing torch takes seconds
