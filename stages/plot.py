@@ -35,7 +35,7 @@ def fitted_curves_figure(split: Split, predictions: dict[str, np.ndarray]):
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     ax.plot(split.X_train[train_shown, 0], split.y_train[train_shown], "bo", label="train data", **style)
     if len(split.y_test):
-        ax.plot(split.X_test[test_shown, 0], split.y_test[test_shown], "o", mfc="none", mec="tab:green",
+        ax.plot(split.X_test[test_shown, 0], split.y_test[test_shown], "o", mfc="none", mec="black",
                 label="test data", **style)
     for name, predicted in predictions.items():
         ax.plot(x[order], predicted[order], "-", label=f"{name} fit")
@@ -63,7 +63,7 @@ def predicted_vs_actual_figure(split: Split, predictions: dict[str, np.ndarray])
         else:
             ax.plot(actual[:n_train], predicted[:n_train], "bo", ms=4, label="train")
             if len(split.y_test):
-                ax.plot(actual[n_train:], predicted[n_train:], "o", ms=4, mfc="none", mec="tab:green", label="test")
+                ax.plot(actual[n_train:], predicted[n_train:], "o", ms=4, mfc="none", mec="black", label="test")
         ax.plot([low, high], [low, high], "k--", lw=1, label="y = x")
         ax.set_title(f"{name} ({len(actual)} rows, log density)" if dense else name)
         ax.set_xlabel(f"actual {split.target}")
