@@ -43,10 +43,10 @@ class EpochLog:
             self.bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
         elif epoch == 1 or epoch % self.log_every == 0 or epoch == self.spec.epochs:
             now = time.perf_counter()
-            per_epoch = (now - self.last) / (epoch - self.last_epoch)
+            # Epoch 1 also pays for setting up the optimizer (torch imports torch._dynamo then): not timed.
+            timing = "" if epoch == 1 else f" ({_duration((now - self.last) / (epoch - self.last_epoch))}/epoch)"
             self.last, self.last_epoch = now, epoch
-            print(f"train@{name}: epoch {epoch}/{self.spec.epochs}, loss {loss:.6f} "
-                  f"({_duration(per_epoch)}/epoch)", flush=True)
+            print(f"train@{name}: epoch {epoch}/{self.spec.epochs}, loss {loss:.6f}{timing}", flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     y = models.scaled_target(split.y_train, split.scaling, dtype).to(device)
     model.to(device)
     how = training.describe_training(spec, len(y))
-    print(f"train@{spec.name}: {len(y)} rows x {len(split.features)} features, {how}, {arch['dtype']} on {device}",
+    print(f"train@{spec.name}: {len(y)} rows x {len(split.features)} feature(s), {how}, {arch['dtype']} on {device}",
           flush=True)
 
     if spec.kind == "linear":
