@@ -51,8 +51,7 @@ def architecture(spec: ModelSpec, n_features: int, dtype: str) -> dict:
 
     The exact solver works in float64 and keeps its coefficients in float64 whatever `dtype` says.
     """
-    exact = spec.kind == "linear" and spec.solver == "exact"
-    arch: dict = {"kind": spec.kind, "n_features": n_features, "dtype": "float64" if exact else dtype}
+    arch: dict = {"kind": spec.kind, "n_features": n_features, "dtype": "float64" if spec.method == "exact" else dtype}
     if spec.kind == "mlp":
         arch.update(hidden=list(spec.hidden), activation=spec.activation)
     else:

@@ -53,6 +53,11 @@ class ModelSpec:
     activation: str = "tanh"
     batch_size: int = 0
 
+    @property
+    def method(self) -> str:
+        """How the model is fitted: adam, lbfgs or exact (an MLP is always trained by Adam)."""
+        return self.solver if self.kind == "linear" else "adam"
+
 
 @dataclass(frozen=True)
 class Params:

@@ -25,7 +25,7 @@ class EpochLog:
 
     def __init__(self, spec: ModelSpec, log_every: int) -> None:
         self.spec, self.log_every = spec, log_every
-        self.exact = spec.kind == "linear" and spec.solver == "exact"
+        self.exact = spec.method == "exact"
         self.bar = None
         if sys.stderr.isatty() and not self.exact:
             from tqdm import tqdm

@@ -26,9 +26,9 @@ def resolve_device(choice: str) -> torch.device:
 
 
 def describe_training(spec: ModelSpec, n_rows: int) -> str:
-    if spec.kind == "linear" and spec.solver == "exact":
+    if spec.method == "exact":
         return "exact least squares"
-    if spec.kind == "linear" and spec.solver == "lbfgs":
+    if spec.method == "lbfgs":
         return f"L-BFGS lr {spec.lr:g}, {spec.epochs} epochs"
     if 0 < spec.batch_size < n_rows:
         steps = -(-n_rows // spec.batch_size)
@@ -52,7 +52,7 @@ def train_model(
     on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
 ) -> TrainingLog:
     """Fit `model` in place with the solver its spec names."""
-    if spec.kind == "linear" and spec.solver == "exact":
+    if spec.method == "exact":
         solution = solve_least_squares(X.double().cpu().numpy(), y.double().cpu().numpy())
         with torch.no_grad():
             model.weight.copy_(solution.weight)
@@ -60,7 +60,7 @@ def train_model(
             loss = float(torch.mean((model(X) - y) ** 2))
         on_epoch(1, loss)
         return TrainingLog([loss])
-    if spec.kind == "linear" and spec.solver == "lbfgs":
+    if spec.method == "lbfgs":
         return fit_lbfgs(model, X, y, spec, on_epoch)
     return fit(model, X, y, spec, seed, on_epoch)
 
