@@ -134,6 +134,37 @@ def fit_lbfgs(
     return TrainingLog(losses)
 
 
+class Adam:
+    """Adam (Kingma & Ba) with torch.optim.Adam's defaults and arithmetic, step for step bit-identical to it
+    on the CPU (tests/test_training.py checks), without torch.optim's machinery: constructing any
+    torch.optim optimizer imports torch._dynamo, about a second per training stage, and its step() carries
+    per-call bookkeeping that costs more than the arithmetic for small models."""
+
+    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        # The order of operations is torch.optim.adam._single_tensor_adam's, so the rounding is too.
+        self.steps += 1
+        step_size = self.lr / (1 - self.beta1**self.steps)
+        bias_correction2_sqrt = (1 - self.beta2**self.steps) ** 0.5
+        for p, exp_avg, exp_avg_sq in zip(self.params, self.exp_avg, self.exp_avg_sq):
+            if p.grad is None:
+                continue
+            exp_avg.lerp_(p.grad, 1 - self.beta1)
+            exp_avg_sq.mul_(self.beta2).addcmul_(p.grad, p.grad, value=1 - self.beta2)
+            p.addcdiv_(exp_avg, (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps), value=-step_size)
+
+
 def minibatches(n_rows: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"):
     """One epoch's batches of row indices: slices of a fresh permutation drawn from `generator` (on the
     CPU, so the order is the same on every device), each row exactly once."""
@@ -172,7 +203,7 @@ def fit(
     read once per epoch. Raises UserError when the loss stops being finite (at that step when training
     full batch, at the end of that epoch otherwise), or if it grew more than DIVERGED_GROWTH-fold.
     """
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    optimizer = Adam(model.parameters(), lr=spec.lr)
     loss_fn = nn.MSELoss()
     n_rows = len(y)
     batch = spec.batch_size if 0 < spec.batch_size < n_rows else 0
@@ -180,7 +211,7 @@ def fit(
     model.train()
     if not batch:
         for epoch in range(1, spec.epochs + 1):
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss = loss_fn(model(X), y)
             value = loss.item()
             _check_finite(spec, value, f"at step {epoch}")
@@ -193,7 +224,7 @@ def fit(
         for epoch in range(1, spec.epochs + 1):
             total = torch.zeros((), dtype=X.dtype, device=X.device)
             for rows in minibatches(n_rows, batch, shuffle, X.device):
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
                 loss = loss_fn(model(X[rows]), y[rows])
                 loss.backward()
                 optimizer.step()
