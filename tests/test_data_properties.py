@@ -14,7 +14,8 @@ from stages.errors import UserError
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 names = st.text(alphabet=st.sampled_from("abcxyz_ ABC0123é"), min_size=1, max_size=8).map(str.strip).filter(bool)
-finite = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53)
+# Integers past 2**64 too: both the typed fast path and the inferring fallback must round them correctly.
+finite = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(10**25), 10**25)
 
 
 @st.composite
