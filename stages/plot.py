@@ -47,10 +47,42 @@ def fitted_curves_figure(split: Split, predictions: dict[str, np.ndarray]):
     return fig
 
 
+DENSITY_BINS = 60
+DENSITY_BLOCK_ROWS = 1 << 20
+
+
+def _bin_index(values: np.ndarray, low: float, high: float, bins: int) -> np.ndarray:
+    """The bin (0 .. bins-1) of each value on [low, high]; high itself falls in the last bin."""
+    scaled = (values - low) * (bins / (high - low))
+    return np.clip(scaled.astype(np.intp), 0, bins - 1)
+
+
+def _extent(values: np.ndarray) -> tuple[float, float]:
+    low, high = float(values.min()), float(values.max())
+    return (low - 0.5, high + 0.5) if high == low else (low, high)
+
+
+def density(x: np.ndarray, y: np.ndarray, bins: int = DENSITY_BINS, block_rows: int = DENSITY_BLOCK_ROWS):
+    """Counts of (x, y) pairs on a bins x bins grid over their ranges, and the grid's edges.
+
+    Counted block by block with integer arithmetic, so memory stays at one block whatever the row count
+    (matplotlib's hexbin holds several full-length temporaries: over a gigabyte at 10^7 rows).
+    Returns (counts[x_bin, y_bin], x_edges, y_edges).
+    """
+    (x_low, x_high), (y_low, y_high) = _extent(x), _extent(y)
+    counts = np.zeros(bins * bins, dtype=np.int64)
+    for start in range(0, len(x), block_rows):
+        cells = (_bin_index(x[start : start + block_rows], x_low, x_high, bins) * bins
+                 + _bin_index(y[start : start + block_rows], y_low, y_high, bins))
+        counts += np.bincount(cells, minlength=bins * bins)
+    return counts.reshape(bins, bins), np.linspace(x_low, x_high, bins + 1), np.linspace(y_low, y_high, bins + 1)
+
+
 def predicted_vs_actual_figure(split: Split, predictions: dict[str, np.ndarray]):
-    """One panel per model: predicted against actual, with the y = x line; a density (hexbin) of all
-    rows instead of points past SCATTER_LIMIT rows."""
+    """One panel per model: predicted against actual, with the y = x line; past SCATTER_LIMIT rows a
+    2-D histogram of all rows (log colour scale) instead of points."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
 
     actual = np.concatenate([split.y_train, split.y_test])
     n_train = len(split.y_train)
@@ -59,13 +91,15 @@ def predicted_vs_actual_figure(split: Split, predictions: dict[str, np.ndarray])
     low, high = float(actual.min()), float(actual.max())
     for ax, (name, predicted) in zip(axes[0], predictions.items(), strict=True):
         if dense:
-            ax.hexbin(actual, predicted, gridsize=60, bins="log", mincnt=1, cmap="viridis")
+            counts, x_edges, y_edges = density(actual, predicted)
+            mesh = ax.pcolormesh(x_edges, y_edges, np.ma.masked_equal(counts, 0).T, norm=LogNorm(), cmap="viridis")
+            fig.colorbar(mesh, ax=ax, label="rows")
         else:
             ax.plot(actual[:n_train], predicted[:n_train], "bo", ms=4, label="train")
             if len(split.y_test):
                 ax.plot(actual[n_train:], predicted[n_train:], "o", ms=4, mfc="none", mec="black", label="test")
         ax.plot([low, high], [low, high], "k--", lw=1, label="y = x")
-        ax.set_title(f"{name} ({len(actual)} rows, log density)" if dense else name)
+        ax.set_title(f"{name} ({len(actual):,} rows, log density)" if dense else name)
         ax.set_xlabel(f"actual {split.target}")
         ax.set_ylabel(f"predicted {split.target}")
         ax.legend()
