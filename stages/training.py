@@ -157,7 +157,7 @@ class Adam:
         self.steps += 1
         step_size = self.lr / (1 - self.beta1**self.steps)
         bias_correction2_sqrt = (1 - self.beta2**self.steps) ** 0.5
-        for p, exp_avg, exp_avg_sq in zip(self.params, self.exp_avg, self.exp_avg_sq):
+        for p, exp_avg, exp_avg_sq in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
             if p.grad is None:
                 continue
             exp_avg.lerp_(p.grad, 1 - self.beta1)
