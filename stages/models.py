@@ -125,6 +125,18 @@ def linear_coefficients(model: LinearRegressor, features: tuple[str, ...], scali
     return coefficients
 
 
+def set_linear_coefficients(model: LinearRegressor, weight: np.ndarray, bias: float, scaling: Scaling | None) -> None:
+    """Put a line given in original units into the model, in its (scaled) units: linear_coefficients'
+    inverse."""
+    w, b = np.asarray(weight, dtype=np.float64), float(bias)
+    if scaling is not None:
+        b = (b + float(np.dot(w, scaling.x_mean)) - scaling.y_mean) / scaling.y_std
+        w = w * np.asarray(scaling.x_std) / scaling.y_std
+    with torch.no_grad():
+        model.weight.copy_(torch.from_numpy(w))
+        model.bias.fill_(b)
+
+
 def layer_summary(model: nn.Module, n_features: int) -> list[dict]:
     """One row per layer: name, output shape for a batch of any size (-1), trainable parameters."""
     if isinstance(model, LinearRegressor):

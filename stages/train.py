@@ -94,26 +94,33 @@ def main(argv: list[str] | None = None) -> None:
     rows = models.layer_summary(model, len(split.features))
     summary = models.format_summary(spec.name, arch, rows)
     print(summary)
-    X = models.scaled_tensor(split.X_train, split.scaling, dtype).to(device)
-    y = models.scaled_target(split.y_train, split.scaling, dtype).to(device)
-    model.to(device)
-    how = training.describe_training(spec, len(y))
-    print(f"train@{spec.name}: {len(y)} rows x {len(split.features)} feature(s), {how}, {arch['dtype']} on {device}",
-          flush=True)
+    how = training.describe_training(spec, len(split.y_train))
+    where = "cpu" if spec.method == "exact" else device
+    print(f"train@{spec.name}: {len(split.y_train)} rows x {len(split.features)} feature(s), {how}, "
+          f"{arch['dtype']} on {where}", flush=True)
 
-    if spec.kind == "linear":
-        # The reference for evaluate's optimality gap: float64 least squares, original units, train split.
-        least_squares_mse = training.solve_least_squares(split.X_train, split.y_train).mse
-    split = replace(split, X_train=None, y_train=None)  # drop the float64 copy; the tensor has the rows
-
-    log = EpochLog(spec, params.train.log_every)
-    history = training.train_model(model, X, y, spec, seed=params.train.seed, on_epoch=log)
-    log.close()
-    train_outputs = models.model_outputs(model, X)
-    del X, y
-    model.cpu()
-    predictions = np.concatenate([models.unscale_target(train_outputs, split.scaling),
-                                  models.predict(model, split.X_test, split.scaling)])
+    if spec.method == "exact":
+        # Straight from the mapped float64 rows in blocks: one pass of QR, no tensor of the table.
+        log = EpochLog(spec, params.train.log_every)
+        history, least_squares = training.fit_exact(model, split.X_train, split.y_train, split.scaling, log)
+        log.close()
+        least_squares_mse = least_squares.mse
+        train_predictions = models.predict(model, split.X_train, split.scaling)
+    else:
+        if spec.kind == "linear":
+            # The reference for evaluate's optimality gap: float64 least squares, original units.
+            least_squares_mse = training.solve_least_squares(split.X_train, split.y_train).mse
+        X = models.scaled_tensor(split.X_train, split.scaling, dtype).to(device)
+        y = models.scaled_target(split.y_train, split.scaling, dtype).to(device)
+        model.to(device)
+        split = replace(split, X_train=None, y_train=None)  # drop the float64 copy; the tensor has the rows
+        log = EpochLog(spec, params.train.log_every)
+        history = training.train_model(model, X, y, spec, seed=params.train.seed, on_epoch=log)
+        log.close()
+        train_predictions = models.unscale_target(models.model_outputs(model, X), split.scaling)
+        del X, y
+        model.cpu()
+    predictions = np.concatenate([train_predictions, models.predict(model, split.X_test, split.scaling)])
 
     card = {
         "name": spec.name,

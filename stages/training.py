@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from stages.data import Scaling
 from stages.errors import UserError
+from stages.models import set_linear_coefficients
 from stages.params import ModelSpec
 
 # A run whose last epoch's loss is this many times its first has blown up, even if no value overflowed
@@ -53,13 +55,7 @@ def train_model(
 ) -> TrainingLog:
     """Fit `model` in place with the solver its spec names."""
     if spec.method == "exact":
-        solution = solve_least_squares(X.double().cpu().numpy(), y.double().cpu().numpy())
-        with torch.no_grad():
-            model.weight.copy_(solution.weight)
-            model.bias.copy_(solution.bias)
-            loss = float(torch.mean((model(X) - y) ** 2))
-        on_epoch(1, loss)
-        return TrainingLog([loss])
+        return fit_exact(model, X.double().cpu().numpy(), y.double().cpu().numpy(), None, on_epoch)[0]
     if spec.method == "lbfgs":
         return fit_lbfgs(model, X, y, spec, on_epoch)
     return fit(model, X, y, spec, seed, on_epoch)
@@ -100,6 +96,23 @@ def solve_least_squares(X: np.ndarray, y: np.ndarray, block_rows: int = QR_BLOCK
     weight = solution.squeeze(1).numpy() / norms
     bias = torch.tensor([y_mean - float(X_mean @ weight)], dtype=torch.float64)
     return LeastSquares(torch.from_numpy(weight), bias, residual / n_rows)
+
+
+def fit_exact(
+    model: nn.Module,
+    X: np.ndarray,
+    y: np.ndarray,
+    scaling: Scaling | None,
+    on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
+) -> tuple[TrainingLog, LeastSquares]:
+    """Least squares on the raw rows (float64, read block by block, so X may be a mapped file and no
+    tensor of the table is ever made), put into the model in its units. The loss logged is the least
+    mean squared error itself, in the model's units."""
+    solution = solve_least_squares(X, y)
+    set_linear_coefficients(model, solution.weight.numpy(), float(solution.bias), scaling)
+    loss = solution.mse if scaling is None else solution.mse / scaling.y_std**2
+    on_epoch(1, loss)
+    return TrainingLog([loss]), solution
 
 
 def fit_lbfgs(

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from stages import models, training
+from stages.data import Scaling
 from stages.errors import UserError
 from stages.params import ModelSpec
 from tests.seed_models import LINEAR, MLP, X_SEED, Y_SEED, least_squares_mse, train_on
@@ -159,3 +160,22 @@ def test_adam_training_does_not_import_torch_dynamo():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.stdout.strip() == "False"
+
+
+def test_exact_fit_reads_mapped_rows_and_puts_the_line_into_scaled_units(tmp_path):
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(5000, 3)) * [1.0, 30.0, 0.01] + [5.0, -200.0, 0.0]
+    y = X @ [2.0, -0.5, 300.0] + 7.0 + rng.normal(size=5000)
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")  # read-only, as train maps data/prepared
+    scaling = Scaling(tuple(X.mean(axis=0)), tuple(X.std(axis=0)), float(y.mean()), float(y.std()))
+    model = models.build_model(models.architecture(ModelSpec(name="ls", kind="linear", solver="exact"), 3, "float32"))
+    log, solution = training.fit_exact(model, mapped, y, scaling)
+
+    A = np.column_stack([X, np.ones(len(y))])
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    np.testing.assert_allclose(models.predict(model, X, scaling), A @ coef, rtol=1e-10)
+    got = models.linear_coefficients(model, ("a", "b", "c"), scaling)
+    np.testing.assert_allclose(list(got.values()), coef, rtol=1e-9)
+    assert solution.mse == pytest.approx(np.mean((A @ coef - y) ** 2), rel=1e-10)
+    assert log.losses == [pytest.approx(solution.mse / scaling.y_std**2, rel=1e-12)]
