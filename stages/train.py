@@ -43,7 +43,7 @@ class EpochLog:
             self.bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
         elif epoch == 1 or epoch % self.log_every == 0 or epoch == self.spec.epochs:
             now = time.perf_counter()
-            # Epoch 1 also pays for setting up the optimizer (torch imports torch._dynamo then): not timed.
+            # Epoch 1 also pays for one-off set-up (for L-BFGS, torch.optim imports torch._dynamo): not timed.
             timing = "" if epoch == 1 else f" ({_duration((now - self.last) / (epoch - self.last_epoch))}/epoch)"
             self.last, self.last_epoch = now, epoch
             print(f"train@{name}: epoch {epoch}/{self.spec.epochs}, loss {loss:.6f}{timing}", flush=True)
