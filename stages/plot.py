@@ -3,6 +3,7 @@ are several features), and a predicted-vs-actual figure, as PNG files."""
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from stages.data import PREPARED_DIR, Split, read_split, sample_rows
 from stages.errors import UserError, run_stage
-from stages.io import atomic_open
+from stages.io import write_bytes
 from stages.params import load_params
 
 PLOTS_DIR = Path("plots")
@@ -107,9 +108,10 @@ def predicted_vs_actual_figure(split: Split, predictions: dict[str, np.ndarray])
     return fig
 
 
-def save_png(fig, path: Path) -> None:
-    with atomic_open(path) as handle:
-        fig.savefig(handle, format="png", dpi=100, metadata=PNG_METADATA)
+def png_bytes(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata=PNG_METADATA)
+    return buffer.getvalue()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,10 +134,12 @@ def main(argv: list[str] | None = None) -> None:
 
     matplotlib.use("Agg")
     predicted_vs_actual = predicted_vs_actual_figure(split, predictions)
-    # With several features there is no curve to draw: the fit figure is predicted vs actual too.
-    fit = fitted_curves_figure(split, predictions) if len(split.features) == 1 else predicted_vs_actual
-    save_png(fit, PLOTS_DIR / "fit.png")
-    save_png(predicted_vs_actual, PLOTS_DIR / "predicted_vs_actual.png")
+    # With several features there is no curve to draw: the fit figure is predicted vs actual too (drawn once).
+    predicted_vs_actual_png = png_bytes(predicted_vs_actual)
+    one_feature = len(split.features) == 1
+    fit_png = png_bytes(fitted_curves_figure(split, predictions)) if one_feature else predicted_vs_actual_png
+    write_bytes(PLOTS_DIR / "fit.png", fit_png)
+    write_bytes(PLOTS_DIR / "predicted_vs_actual.png", predicted_vs_actual_png)
     print(f"plot: wrote {PLOTS_DIR / 'fit.png'} and {PLOTS_DIR / 'predicted_vs_actual.png'}")
 
 
