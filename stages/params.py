@@ -270,4 +270,10 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
-    return parse_params(raw)
+    try:
+        return parse_params(raw)
+    except UserError as err:
+        if path == Path(PARAMS_FILE):
+            raise
+        # parse_params names params.yaml; with --params the file is another one
+        raise UserError(str(err).replace(PARAMS_FILE, str(path))) from None

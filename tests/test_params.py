@@ -96,3 +96,16 @@ def test_a_section_that_is_not_a_mapping_is_named(section, value):
     params[section] = value
     with pytest.raises(UserError, match=f"params.yaml: {section} must be a mapping of settings"):
         parse_params(params)
+
+
+def test_messages_name_the_params_file_given_with_params(tmp_path, monkeypatch):
+    params = default_params()
+    params["models"]["mlp"]["lr"] = -1
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as raised:
+        load_params("exp.yaml")
+    assert str(raised.value).startswith("exp.yaml: models.mlp.lr") and "params.yaml" not in str(raised.value)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(UserError, match=r"^params.yaml: models.mlp.lr"):
+        load_params()
