@@ -215,6 +215,7 @@ def read_columns(path: str | Path, wanted: list[str]) -> np.ndarray:
     path = Path(path)
     header = read_header(path)
     _check_columns(path, header, wanted)
+
     def parse(dtype: dict | None):
         # No usecols: with it, pandas silently drops the extra fields of a too-long row. Only empty
         # cells are missing values; text such as NA or nan is reported as not a number.

@@ -158,7 +158,7 @@ class Adam:
         self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self.steps = 0
+        self.steps = [0] * len(self.params)  # per parameter, as torch counts: one without a gradient waits
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -167,12 +167,12 @@ class Adam:
     @torch.no_grad()
     def step(self) -> None:
         # The order of operations is torch.optim.adam._single_tensor_adam's, so the rounding is too.
-        self.steps += 1
-        step_size = self.lr / (1 - self.beta1**self.steps)
-        bias_correction2_sqrt = (1 - self.beta2**self.steps) ** 0.5
-        for p, exp_avg, exp_avg_sq in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+        for i, (p, exp_avg, exp_avg_sq) in enumerate(zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True)):
             if p.grad is None:
                 continue
+            self.steps[i] += 1
+            step_size = self.lr / (1 - self.beta1 ** self.steps[i])
+            bias_correction2_sqrt = (1 - self.beta2 ** self.steps[i]) ** 0.5
             exp_avg.lerp_(p.grad, 1 - self.beta1)
             exp_avg_sq.mul_(self.beta2).addcmul_(p.grad, p.grad, value=1 - self.beta2)
             p.addcdiv_(exp_avg, (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps), value=-step_size)

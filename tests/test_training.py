@@ -179,3 +179,20 @@ def test_exact_fit_reads_mapped_rows_and_puts_the_line_into_scaled_units(tmp_pat
     np.testing.assert_allclose(list(got.values()), coef, rtol=1e-9)
     assert solution.mse == pytest.approx(np.mean((A @ coef - y) ** 2), rel=1e-10)
     assert log.losses == [pytest.approx(solution.mse / scaling.y_std**2, rel=1e-12)]
+
+
+def test_our_adam_counts_steps_per_parameter_like_torch():
+    # A parameter without a gradient is skipped and its bias correction waits, as in torch.optim.Adam.
+    def run(make_optimizer):
+        torch.manual_seed(12)
+        a, b = torch.randn(4, requires_grad=True), torch.randn(4, requires_grad=True)
+        optimizer = make_optimizer([a, b])
+        for step in range(40):
+            optimizer.zero_grad()
+            loss = (a**2).sum() + ((b - 1) ** 2).sum() if step % 3 == 0 else (a**2).sum()
+            loss.backward()
+            optimizer.step()
+        return a.detach(), b.detach()
+
+    ours, theirs = run(lambda p: training.Adam(p, lr=0.1)), run(lambda p: torch.optim.Adam(p, lr=0.1))
+    assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
