@@ -7,15 +7,48 @@ columns, applies the stored scaling, and writes the input rows with a `predictio
 from __future__ import annotations
 
 import argparse
+import csv
 import io
+import itertools
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from stages.data import read_columns, read_header
 from stages.errors import UserError, run_stage
-from stages.io import write_text
+from stages.io import atomic_open
 
 PREDICTION_COLUMN = "prediction"
+PREDICTION_BLOCK = 65536  # predictions turned into Python floats this many at a time
+
+
+def write_with_predictions(source: Path, predictions: np.ndarray, output: Path) -> None:
+    """The input's records with a prediction column appended, streamed record by record (memory does not
+    grow with the row count), written atomically. Records are what read_columns counted as rows: blank
+    and whitespace-only lines are skipped, leading spaces in fields dropped."""
+    values = itertools.chain.from_iterable(
+        predictions[start : start + PREDICTION_BLOCK].tolist() for start in range(0, len(predictions), PREDICTION_BLOCK)
+    )
+    csv.field_size_limit(sys.maxsize)  # pandas read fields of any length; so must the copy
+    written = 0
+    with source.open(encoding="utf-8-sig", newline="") as handle, atomic_open(output) as raw:
+        out = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        writer = csv.writer(out, lineterminator="\n")
+        records = csv.reader(handle, skipinitialspace=True)
+        try:
+            writer.writerow([*next(records), PREDICTION_COLUMN])
+            for record in records:
+                if any(field.strip() for field in record):
+                    writer.writerow([*record, repr(next(values, None))])
+                    written += 1
+        except csv.Error as err:
+            raise UserError(f"{source}: line {records.line_num} cannot be copied to the output ({err})") from None
+        finally:
+            out.detach()  # flushes into the temporary file, which atomic_open closes (and removes on error)
+        if written != len(predictions):  # never write rows and predictions out of step
+            raise UserError(f"{source}: {written} records now but {len(predictions)} rows read before; "
+                            "did the file change while predicting?")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,7 +63,6 @@ def main(argv: list[str] | None = None) -> None:
     if PREDICTION_COLUMN in header:
         raise UserError(f"{args.csv}: already has a column {PREDICTION_COLUMN!r}; rename or drop it first")
 
-    import pandas as pd
     import torch
 
     from stages import models
@@ -50,11 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     scaling = Scaling.from_dict(saved["scaling"]) if saved["scaling"] else None
     predictions = models.predict(model, X, scaling)
 
-    rows = pd.read_csv(args.csv, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
-    rows[PREDICTION_COLUMN] = [repr(value) for value in predictions.tolist()]
-    text = io.StringIO()
-    rows.to_csv(text, index=False, lineterminator="\n")
-    write_text(Path(args.output), text.getvalue())
+    write_with_predictions(Path(args.csv), predictions, Path(args.output))
     print(f"predict: {len(predictions)} rows from {args.csv} through {args.model} -> {args.output}")
 
 

@@ -1,5 +1,11 @@
-import numpy as np
+import csv
 
+import numpy as np
+import pytest
+
+from stages import models
+from stages.errors import UserError
+from stages.predict import write_with_predictions
 from tests.conftest import default_params, run_module, write_params
 
 
@@ -33,3 +39,28 @@ def test_predict_names_a_file_that_is_not_a_model(workdir):
     (workdir / "junk.pt").write_bytes(b"\x00not a model")
     result = run_module(workdir, "predict", "junk.pt", "data/seed.csv", "-o", "out.csv")
     assert result.returncode == 2 and "junk.pt: not a model file written by this pipeline" in result.stderr
+
+
+def test_predict_copies_every_record_as_pandas_counts_rows(workdir):
+    for stage in (["prepare"], ["train", "linear"]):
+        assert run_module(workdir, *stage).returncode == 0
+    long_text = "z" * 200_000  # past the csv module's default field limit
+    text = '\ufeffid, x,note\r\n1, 2.5,plain\r\n\r\n   \r\n2,3,"a, ""quoted""\nnote"\r\n3,4,' + long_text + "\r\n"
+    (workdir / "new.csv").write_bytes(text.encode())
+    result = run_module(workdir, "predict", "models/linear.pt", "new.csv", "-o", "out.csv")
+    assert result.returncode == 0, result.stderr
+    csv.field_size_limit(1 << 20)
+    with (workdir / "out.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["id", "x", "note", "prediction"]
+    assert [row[:3] for row in rows[1:]] == [["1", "2.5", "plain"], ["2", "3", 'a, "quoted"\nnote'], ["3", "4", long_text]]
+    model, saved = models.load_model(str(workdir / "models" / "linear.pt"))
+    expected = models.predict(model, np.array([[2.5], [3.0], [4.0]]), None)
+    assert [float(row[3]) for row in rows[1:]] == expected.tolist()
+
+
+def test_rows_and_predictions_out_of_step_write_nothing(tmp_path):
+    (tmp_path / "in.csv").write_text("x\n1\n2\n")
+    with pytest.raises(UserError, match=r"in.csv: 2 records now but 3 rows read before"):
+        write_with_predictions(tmp_path / "in.csv", np.zeros(3), tmp_path / "out.csv")
+    assert list(tmp_path.iterdir()) == [tmp_path / "in.csv"]  # no output, no temporary file
