@@ -53,8 +53,9 @@ def test_predict_copies_every_record_as_pandas_counts_rows(workdir):
     with (workdir / "out.csv").open(newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["id", "x", "note", "prediction"]
-    assert [row[:3] for row in rows[1:]] == [["1", "2.5", "plain"], ["2", "3", 'a, "quoted"\nnote'], ["3", "4", long_text]]
-    model, saved = models.load_model(str(workdir / "models" / "linear.pt"))
+    expected_rows = [["1", "2.5", "plain"], ["2", "3", 'a, "quoted"\nnote'], ["3", "4", long_text]]
+    assert [row[:3] for row in rows[1:]] == expected_rows
+    model, _ = models.load_model(str(workdir / "models" / "linear.pt"))
     expected = models.predict(model, np.array([[2.5], [3.0], [4.0]]), None)
     assert [float(row[3]) for row in rows[1:]] == expected.tolist()
 
