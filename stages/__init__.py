@@ -1,1 +1,14 @@
 """DVC stages of the regression pipeline; each module runs as `python -m stages.<name>`."""
+import importlib.util
+import sys
+
+# Stage commands say `python`: run outside the project's environment, that is another interpreter, and
+# the first import would fail with a traceback. Say which interpreter and what to do instead.
+_NEEDED = ("numpy", "pandas", "yaml", "torch", "matplotlib")
+_missing = [name for name in _NEEDED if importlib.util.find_spec(name) is None]
+if _missing:
+    sys.stderr.write(
+        f"error: {sys.executable} has no {', '.join(_missing)}: this is not the project's environment; "
+        "run `make repro`, or `source .venv/bin/activate` first (after `make venv`)\n"
+    )
+    raise SystemExit(2)

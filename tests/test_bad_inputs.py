@@ -3,12 +3,14 @@ no traceback, and no output created or changed."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import SEED_CSV, default_params, run_module, snapshot, write_params
+from tests.conftest import SEED_CSV, default_params, run_module, snapshot, stage_env, write_params
 
 CORPUS = Path(__file__).parent / "corpus"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
@@ -67,3 +69,17 @@ def test_bad_params_are_refused_by_every_stage(good_run, tmp_path, name):
     shutil.copy(CORPUS / "params" / name, folder / "params.yaml")
     for stage in case.get("stages", ALL_STAGES):
         assert_refused(folder, stage, case["expect"], before)
+
+
+@pytest.mark.parametrize("stage", ALL_STAGES)
+def test_a_stage_run_by_an_interpreter_without_the_packages_says_so(good_run, stage):
+    # `python -S` leaves site-packages off the path: as if `dvc repro` ran outside the project's venv.
+    before = outputs(good_run)
+    module, *args = stage.split()
+    result = subprocess.run([sys.executable, "-S", "-m", f"stages.{module}", *args], cwd=good_run, env=stage_env(),
+                            text=True, capture_output=True)
+    assert result.returncode == 2
+    assert result.stderr == (f"error: {sys.executable} has no numpy, pandas, yaml, torch, matplotlib: this is not "
+                             "the project's environment; run `make repro`, or `source .venv/bin/activate` first "
+                             "(after `make venv`)\n")
+    assert outputs(good_run) == before
