@@ -39,6 +39,19 @@ def test_exp_run_with_a_changed_param_changes_the_metric(repo):
     assert "Data and pipelines are up to date." in sh(repo, "dvc", "status").stdout
 
 
+def test_exp_run_can_add_a_whole_model(repo):
+    out = sh(repo, "dvc", "exp", "run", "-S", "+models.wide={kind: mlp, hidden: [16, 16], activation: relu, lr: 0.01, "
+             "epochs: 200}").stdout
+    assert "Running stage 'train@wide'" in out and "Running stage 'train@mlp'" not in out
+    assert "Running stage 'evaluate@wide'" in out and "Running stage 'plot'" in out
+    shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
+    assert "metrics/wide.json" in next(iter(shown.values()))["data"]
+    sh(repo, "git", "checkout", "--", ".")
+    sh(repo, "git", "clean", "-qfd", "metrics", "models", "plots")  # the new model's git-tracked outputs
+    sh(repo, "dvc", "checkout", "-q")
+    assert "Data and pipelines are up to date." in sh(repo, "dvc", "status").stdout
+
+
 def test_a_queue_of_two_experiments_runs_and_is_listed(repo):
     for lr in ("0.005", "0.03"):
         sh(repo, "dvc", "exp", "run", "--queue", "-S", f"models.mlp.lr={lr}")
