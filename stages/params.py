@@ -37,7 +37,8 @@ class TrainParams:
     seed: int = 0
     log_every: int = 100
     dtype: str = "float32"
-    device: str = "auto"
+    # cpu unless asked: a GPU gives different bits, and a dvc.lock must reproduce on every machine
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)

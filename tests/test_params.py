@@ -24,6 +24,7 @@ def test_optional_keys_take_defaults():
     params = parse_params(raw)
     assert params.data.test_size == 0.0 and params.data.standardize is False
     assert params.train.seed == 0 and params.train.log_every == 100
+    assert params.train.device == "cpu" and params.train.dtype == "float32"  # identical bits on every machine
     assert params.models["m"].activation == "tanh"
 
 
