@@ -138,6 +138,13 @@ def _check_columns(path: Path, header: list[str], wanted: list[str]) -> None:
             )
 
 
+def is_blank_record(fields: list[str]) -> bool:
+    """Whether a record from csv.reader(..., skipinitialspace=True) is a line pandas skips rather than
+    counts as a row: an empty line, or one of only spaces and tabs. (A line holding just a quoted empty
+    field reads the same and counts as blank here; pandas would call it a row of empty cells.)"""
+    return len(fields) <= 1 and not "".join(fields).strip()
+
+
 def _locate_row(path: Path, row: int) -> tuple[int, int]:
     """(line number, field count) of data row `row` (1-based), as pandas counts rows: blank lines skipped.
 
@@ -148,7 +155,7 @@ def _locate_row(path: Path, row: int) -> tuple[int, int]:
         next(reader, None)
         seen = 0
         for fields in reader:
-            if fields:
+            if not is_blank_record(fields):
                 seen += 1
                 if seen == row:
                     return reader.line_num, len(fields)

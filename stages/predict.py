@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.data import read_columns, read_header
+from stages.data import is_blank_record, read_columns, read_header
 from stages.errors import UserError, run_stage
 from stages.io import atomic_open
 
@@ -39,7 +39,7 @@ def write_with_predictions(source: Path, predictions: np.ndarray, output: Path) 
         try:
             writer.writerow([*next(records), PREDICTION_COLUMN])
             for record in records:
-                if any(field.strip() for field in record):
+                if not is_blank_record(record):
                     writer.writerow([*record, repr(next(values, None))])
                     written += 1
         except csv.Error as err:
