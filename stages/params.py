@@ -65,15 +65,20 @@ class Params:
     data: DataParams
     train: TrainParams
     models: dict[str, ModelSpec]
+    source: str = PARAMS_FILE  # the file these came from, for messages
 
     def model(self, name: str) -> ModelSpec:
         """The spec of one model, or a UserError listing the models there are."""
         if name not in self.models:
-            raise UserError(f"params.yaml: no model {name!r} under models; known: {', '.join(self.models)}")
+            raise UserError(f"{self.source}: no model {name!r} under models; known: {', '.join(self.models)}")
         return self.models[name]
 
 
-# --- value checkers: each returns the typed value or raises UserError naming the dotted key ---------
+class ParamsError(Exception):
+    """A problem with one parameter, named by its dotted key; parse_params adds the file's name."""
+
+
+# --- value checkers: each returns the typed value or raises ParamsError naming the dotted key -------
 
 
 def _describe(value: Any) -> str:
@@ -83,9 +88,9 @@ def _describe(value: Any) -> str:
 def _integer(minimum: int | None = None) -> Callable[[str, Any], int]:
     def check(key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"params.yaml: {key} must be an integer, got {_describe(value)}")
+            raise ParamsError(f"{key} must be an integer, got {_describe(value)}")
         if minimum is not None and value < minimum:
-            raise UserError(f"params.yaml: {key} must be >= {minimum}, got {value}")
+            raise ParamsError(f"{key} must be >= {minimum}, got {value}")
         return value
 
     return check
@@ -103,9 +108,9 @@ def _number(check_range: Callable[[float], bool], allowed: str) -> Callable[[str
             except ValueError:
                 number = None
         if number is None or not math.isfinite(number):
-            raise UserError(f"params.yaml: {key} must be a finite number, got {_describe(value)}")
+            raise ParamsError(f"{key} must be a finite number, got {_describe(value)}")
         if not check_range(number):
-            raise UserError(f"params.yaml: {key} must be {allowed}, got {value}")
+            raise ParamsError(f"{key} must be {allowed}, got {value}")
         return number
 
     return check
@@ -113,14 +118,14 @@ def _number(check_range: Callable[[float], bool], allowed: str) -> Callable[[str
 
 def _boolean(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise UserError(f"params.yaml: {key} must be true or false, got {_describe(value)}")
+        raise ParamsError(f"{key} must be true or false, got {_describe(value)}")
     return value
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
     def check(key: str, value: Any) -> str:
         if value not in options:
-            raise UserError(f"params.yaml: {key} must be one of {', '.join(options)}; got {value!r}")
+            raise ParamsError(f"{key} must be one of {', '.join(options)}; got {value!r}")
         return value
 
     return check
@@ -128,26 +133,26 @@ def _choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
 
 def _text(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise UserError(f"params.yaml: {key} must be a non-empty string, got {_describe(value)}")
+        raise ParamsError(f"{key} must be a non-empty string, got {_describe(value)}")
     return value
 
 
 def _column_list(key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        raise UserError(
-            f"params.yaml: {key} must be a non-empty list of column names, e.g. [x], got {_describe(value)}"
+        raise ParamsError(
+            f"{key} must be a non-empty list of column names, e.g. [x], got {_describe(value)}"
         )
     names = tuple(_text(f"{key}[{i}]", item) for i, item in enumerate(value))
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise UserError(f"params.yaml: {key} lists {', '.join(map(repr, repeated))} more than once")
+        raise ParamsError(f"{key} lists {', '.join(map(repr, repeated))} more than once")
     return names
 
 
 def _hidden_sizes(key: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
-        raise UserError(
-            f"params.yaml: {key} must be a non-empty list of layer sizes, e.g. [10], got {_describe(value)}"
+        raise ParamsError(
+            f"{key} must be a non-empty list of layer sizes, e.g. [10], got {_describe(value)}"
         )
     return tuple(_integer(minimum=1)(f"{key}[{i}]", size) for i, size in enumerate(value))
 
@@ -192,7 +197,7 @@ def _section(raw: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str,
     dotted = f"{prefix}{key}"
     value = raw.get(key)
     if not isinstance(value, Mapping):
-        raise UserError(f"params.yaml: {dotted} must be a mapping of settings, got {_describe(value)}")
+        raise ParamsError(f"{dotted} must be a mapping of settings, got {_describe(value)}")
     return value
 
 
@@ -201,13 +206,13 @@ def _reject_unknown(section: Mapping[str, Any], known: Mapping[str, Any] | tuple
         if key not in known:
             close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
             hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(known)}"
-            raise UserError(f"params.yaml: unknown key {prefix}{key}{hint}")
+            raise ParamsError(f"unknown key {prefix}{key}{hint}")
 
 
 def _require(section: Mapping[str, Any], keys: tuple[str, ...], prefix: str) -> None:
     for key in keys:
         if key not in section:
-            raise UserError(f"params.yaml: {prefix}{key} is missing; add it to params.yaml")
+            raise ParamsError(f"{prefix}{key} is missing; add it")
 
 
 def _checked(
@@ -219,13 +224,13 @@ def _checked(
 
 def _model_spec(name: Any, raw: Any) -> ModelSpec:
     if not isinstance(name, str) or not MODEL_NAME.match(name):
-        raise UserError(
-            f"params.yaml: model name {name!r} under models must start with a letter and use only "
+        raise ParamsError(
+            f"model name {name!r} under models must start with a letter and use only "
             "letters, digits, _ and - (it names files and DVC stages)"
         )
     prefix = f"models.{name}."
     if not isinstance(raw, Mapping):
-        raise UserError(f"params.yaml: models.{name} must be a mapping of settings, got {_describe(raw)}")
+        raise ParamsError(f"models.{name} must be a mapping of settings, got {_describe(raw)}")
     _require(raw, ("kind",), prefix)
     kind = _choice(MODEL_KINDS)(f"{prefix}kind", raw["kind"])
     fields = _checked(raw, MODEL_FIELDS[kind], prefix)  # unknown keys first: a typo is also a missing key
@@ -234,25 +239,32 @@ def _model_spec(name: Any, raw: Any) -> ModelSpec:
     return ModelSpec(name=name, **fields)
 
 
-def parse_params(raw: Any) -> Params:
-    """Check a loaded params.yaml against the schema and return it typed."""
+def parse_params(raw: Any, source: str | Path = PARAMS_FILE) -> Params:
+    """Check a loaded params.yaml against the schema and return it typed; errors name `source`."""
+    try:
+        return _parse(raw, str(source))
+    except ParamsError as err:
+        raise UserError(f"{source}: {err}") from None
+
+
+def _parse(raw: Any, source: str) -> Params:
     if not isinstance(raw, Mapping):
-        raise UserError(f"params.yaml: the file must hold a mapping with data, train and models, got {_describe(raw)}")
+        raise ParamsError(f"the file must hold a mapping with data, train and models, got {_describe(raw)}")
     _reject_unknown(raw, ("data", "train", "models"), "")
     data_raw = _section(raw, "data")
     _reject_unknown(data_raw, DATA_FIELDS, "data.")
     _require(data_raw, DATA_REQUIRED, "data.")
     data = DataParams(**_checked(data_raw, DATA_FIELDS, "data."))
     if data.target in data.features:
-        raise UserError(f"params.yaml: data.target {data.target!r} is also listed in data.features; remove it from one")
+        raise ParamsError(f"data.target {data.target!r} is also listed in data.features; remove it from one")
     train = TrainParams(**_checked(_section(raw, "train") if "train" in raw else {}, TRAIN_FIELDS, "train."))
     models_raw = _section(raw, "models")
     if not models_raw:
-        raise UserError(
-            "params.yaml: models is empty; add at least one model, e.g. linear: {kind: linear, lr: 0.07, epochs: 1000}"
+        raise ParamsError(
+            "models is empty; add at least one model, e.g. linear: {kind: linear, lr: 0.07, epochs: 1000}"
         )
     models = {name: _model_spec(name, spec) for name, spec in models_raw.items()}
-    return Params(data=data, train=train, models=models)
+    return Params(data=data, train=train, models=models, source=source)
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
@@ -271,10 +283,4 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
-    try:
-        return parse_params(raw)
-    except UserError as err:
-        if path == Path(PARAMS_FILE):
-            raise
-        # parse_params names params.yaml; with --params the file is another one
-        raise UserError(str(err).replace(PARAMS_FILE, str(path))) from None
+    return parse_params(raw, path)

@@ -110,3 +110,6 @@ def test_messages_name_the_params_file_given_with_params(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(UserError, match=r"^params.yaml: models.mlp.lr"):
         load_params()
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(default_params()))
+    with pytest.raises(UserError, match=r"^exp.yaml: no model 'forest' under models; known: linear, mlp$"):
+        load_params("exp.yaml").model("forest")
