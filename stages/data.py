@@ -215,12 +215,13 @@ def read_header(path: str | Path) -> list[str]:
     return _read_header(path)
 
 
-def read_columns(path: str | Path, wanted: list[str]) -> np.ndarray:
-    """The named columns of a CSV as a float64 (rows, columns) array, checked cell by cell."""
+def read_columns(path: str | Path, wanted: list[str], header: list[str] | None = None) -> np.ndarray:
+    """The named columns of a CSV as a float64 (rows, columns) array, checked cell by cell. `header`:
+    what read_header returned for this file, when the caller has it (it spares a second scan)."""
     import pandas as pd
 
     path = Path(path)
-    header = read_header(path)
+    header = read_header(path) if header is None else header
     _check_columns(path, header, wanted)
 
     def parse(dtype: dict | None):

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             f"({args.model} was trained on {', '.join(map(repr, features))}); the columns are "
             f"{', '.join(map(repr, header))}"
         )
-    X = read_columns(args.csv, features)
+    X = read_columns(args.csv, features, header)
     scaling = Scaling.from_dict(saved["scaling"]) if saved["scaling"] else None
     predictions = models.predict(model, X, scaling)
 
