@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     # numpy's BLAS pool), and a fixed count keeps results identical from one machine to the next.
     torch.set_num_threads(1)
     torch.manual_seed(params.train.seed)
-    device = training.resolve_device(params.train.device)
+    device = training.resolve_device(params.train.device, params.source)
 
     arch = models.architecture(spec, len(split.features), params.train.dtype)
     dtype = getattr(torch, arch["dtype"])

@@ -20,10 +20,10 @@ DIVERGED_GROWTH = 10.0
 QR_BLOCK_ROWS = 65536
 
 
-def resolve_device(choice: str) -> torch.device:
-    """train.device: auto (CUDA when present), cpu, or cuda (an error when there is none)."""
+def resolve_device(choice: str, source: str = "params.yaml") -> torch.device:
+    """train.device: auto (CUDA when present), cpu, or cuda (an error, naming `source`, when there is none)."""
     if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("params.yaml: train.device is cuda, but torch sees no CUDA device here; use auto or cpu")
+        raise UserError(f"{source}: train.device is cuda, but torch sees no CUDA device here; use auto or cpu")
     return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
 
 

@@ -129,8 +129,10 @@ def test_device_choice_follows_what_torch_sees():
         assert training.resolve_device("auto").type == "cuda" and training.resolve_device("cuda").type == "cuda"
     else:
         assert training.resolve_device("auto") == torch.device("cpu")
-        with pytest.raises(UserError, match="train.device is cuda, but torch sees no CUDA device here"):
+        with pytest.raises(UserError, match="^params.yaml: train.device is cuda, but torch sees no CUDA device here"):
             training.resolve_device("cuda")
+        with pytest.raises(UserError, match="^exp.yaml: train.device is cuda"):  # the file given with --params
+            training.resolve_device("cuda", "exp.yaml")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
