@@ -193,11 +193,22 @@ GRADIENT_REQUIRED = ("lr", "epochs")
 MODEL_REQUIRED_BY_KIND = {"linear": GRADIENT_REQUIRED, "mlp": (*GRADIENT_REQUIRED, "hidden")}
 
 
-def _section(raw: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, Any]:
-    dotted = f"{prefix}{key}"
+# What to write when a top-level section is missing or empty. dvc.yaml names each section as a parameter
+# of the stages that read it, so DVC refuses to run them without it: `train` is needed even when every
+# key in it keeps its default.
+SECTION_HINTS = {
+    "data": "e.g. data: {path: data/seed.csv, features: [x], target: y}",
+    "train": "write train: {} to keep every default (dvc.yaml tracks it for each training stage)",
+    "models": "e.g. models: {linear: {kind: linear, lr: 0.07, epochs: 1000}}",
+}
+
+
+def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = raw.get(key)
+    if value is None:
+        raise ParamsError(f"{key} is {'empty' if key in raw else 'missing'}; {SECTION_HINTS[key]}")
     if not isinstance(value, Mapping):
-        raise ParamsError(f"{dotted} must be a mapping of settings, got {_describe(value)}")
+        raise ParamsError(f"{key} must be a mapping of settings, got {_describe(value)}")
     return value
 
 
@@ -257,7 +268,7 @@ def _parse(raw: Any, source: str) -> Params:
     data = DataParams(**_checked(data_raw, DATA_FIELDS, "data."))
     if data.target in data.features:
         raise ParamsError(f"data.target {data.target!r} is also listed in data.features; remove it from one")
-    train = TrainParams(**_checked(_section(raw, "train") if "train" in raw else {}, TRAIN_FIELDS, "train."))
+    train = TrainParams(**_checked(_section(raw, "train"), TRAIN_FIELDS, "train."))
     models_raw = _section(raw, "models")
     if not models_raw:
         raise ParamsError(

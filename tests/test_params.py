@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from stages.errors import UserError
-from stages.params import load_params, parse_params
+from stages.params import TrainParams, load_params, parse_params
 from tests.conftest import ROOT, default_params
 
 
@@ -19,7 +19,7 @@ def test_project_params_load_with_reference_values():
 
 
 def test_optional_keys_take_defaults():
-    raw = {"data": {"path": "a.csv", "features": ["a", "b"], "target": "c"},
+    raw = {"data": {"path": "a.csv", "features": ["a", "b"], "target": "c"}, "train": {},
            "models": {"m": {"kind": "mlp", "hidden": [4, 3], "lr": 0.1, "epochs": 5}}}
     params = parse_params(raw)
     assert params.data.test_size == 0.0 and params.data.standardize is False
@@ -97,6 +97,24 @@ def test_a_section_that_is_not_a_mapping_is_named(section, value):
     params[section] = value
     with pytest.raises(UserError, match=f"params.yaml: {section} must be a mapping of settings"):
         parse_params(params)
+
+
+@pytest.mark.parametrize("section", ["data", "train", "models"])
+def test_a_missing_or_empty_section_says_what_to_write(section):
+    # dvc.yaml tracks each section as a stage parameter, so DVC itself refuses a file without `train`,
+    # even though every key in it has a default: the schema asks for the section (train: {} is enough).
+    params = default_params()
+    del params[section]
+    with pytest.raises(UserError, match=f"^params.yaml: {section} is missing; ") as missing:
+        parse_params(params)
+    params[section] = None
+    with pytest.raises(UserError, match=f"^params.yaml: {section} is empty; ") as empty:
+        parse_params(params)
+    assert str(missing.value).split("; ", 1)[1] == str(empty.value).split("; ", 1)[1]
+    if section == "train":
+        assert "train: {}" in str(missing.value)
+        params["train"] = {}
+        assert parse_params(params).train == TrainParams()
 
 
 def test_messages_name_the_params_file_given_with_params(tmp_path, monkeypatch):
