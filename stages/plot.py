@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import shlex
 import sys
 from pathlib import Path
 
@@ -114,6 +115,20 @@ def png_bytes(fig) -> bytes:
     return buffer.getvalue()
 
 
+PREDICTIONS_DIR = Path("predictions")
+
+
+def leftover_predictions(models: list[str], folder: Path = PREDICTIONS_DIR) -> list[Path]:
+    """Files in the predictions folder that are no current model's predictions (nor DVC's .gitignore).
+
+    The plot stage depends on the whole folder, so DVC hashes every file in it: a model removed from (or
+    renamed in) params.yaml leaves its .npy there, and dvc.lock would record a folder that a clean
+    checkout, which never has that file, cannot reproduce.
+    """
+    expected = {f"{name}.npy" for name in models} | {".gitignore"}
+    return sorted(path for path in folder.iterdir() if path.name not in expected) if folder.is_dir() else []
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.plot", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
@@ -122,9 +137,17 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
     split = read_split(args.prepared, mmap=True)
+    leftovers = leftover_predictions(list(params.models))
+    if leftovers:
+        listed = " ".join(shlex.quote(str(path)) for path in leftovers)
+        raise UserError(
+            f"{listed}: not the predictions of a model in {params.source} ({', '.join(params.models)}); "
+            f"delete {'it' if len(leftovers) == 1 else 'them'} (rm -r {listed}): this stage depends on the "
+            f"whole {PREDICTIONS_DIR}/ folder, so a leftover would make dvc.lock differ from a clean checkout"
+        )
     predictions = {}
     for name in params.models:
-        path = Path("predictions") / f"{name}.npy"
+        path = PREDICTIONS_DIR / f"{name}.npy"
         try:
             predictions[name] = np.load(path)
         except FileNotFoundError:

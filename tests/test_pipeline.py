@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.conftest import clone_project, commit, outputs, repro, set_param, sh
+from tests.conftest import clone_project, commit, outputs, repro, set_param, sh, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +104,26 @@ def test_models_added_only_in_params_are_trained_evaluated_and_plotted(repo):
     assert {"plots/loss/mlp_wide.csv", "plots/predicted/linear_exact.csv"} <= set(plots)
     assert (repo / "plots" / "fit.png").read_bytes() != figure_before
     assert (repo / "models" / "mlp_wide.pt").exists()
+
+
+def test_a_removed_models_leftover_predictions_are_refused_so_the_lock_reproduces(repo, tmp_path):
+    # DVC never deletes the outputs of a stage that is gone, and `plot` depends on the whole predictions/
+    # folder: recording a leftover there would give a dvc.lock that no clean checkout reproduces.
+    set_param(repo, "models.extra", {"kind": "linear", "solver": "exact"})
+    repro(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    del params["models"]["extra"]
+    write_params(repo, params)
+    refused = sh(repo, "dvc", "repro", check=False)
+    assert refused.returncode != 0
+    names = ", ".join(params["models"])
+    assert (f"error: predictions/extra.npy: not the predictions of a model in params.yaml ({names}); delete it "
+            "(rm -r predictions/extra.npy): this stage depends on the whole predictions/ folder") in refused.stderr
+    (repo / "predictions" / "extra.npy").unlink()
+    assert repro(repo) == {"plot"}
+    commit(repo, "model extra removed")
+    clone = tmp_path / "clone"
+    sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    sh(clone, "dvc", "cache", "dir", str(repo / ".dvc" / "cache"))  # outputs from the cache, no retraining
+    sh(clone, "dvc", "checkout", "-q")
+    assert "Data and pipelines are up to date." in sh(clone, "dvc", "status").stdout

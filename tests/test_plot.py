@@ -58,3 +58,22 @@ def test_plot_draws_a_density_past_the_scatter_limit_deterministically(workdir):
     assert first.startswith(PNG_MAGIC)
     assert run_module(workdir, "plot").returncode == 0
     assert (workdir / "plots" / "predicted_vs_actual.png").read_bytes() == first
+
+
+def test_plot_refuses_predictions_of_no_current_model(workdir):
+    # plot depends on the whole predictions/ folder: a leftover file would be hashed into dvc.lock
+    assert run_module(workdir, "prepare").returncode == 0
+    (workdir / "predictions").mkdir()
+    for name in ("linear", "mlp", "old model", "gone"):
+        np.save(workdir / "predictions" / f"{name}.npy", np.arange(1.0, 11.0))
+    (workdir / "predictions" / ".gitignore").write_text("/linear.npy\n/mlp.npy\n")
+    result = run_module(workdir, "plot")
+    assert result.returncode == 2 and not (workdir / "plots").exists()
+    assert result.stderr == (
+        "error: predictions/gone.npy 'predictions/old model.npy': not the predictions of a model in params.yaml "
+        "(linear, mlp); delete them (rm -r predictions/gone.npy 'predictions/old model.npy'): this stage depends "
+        "on the whole predictions/ folder, so a leftover would make dvc.lock differ from a clean checkout\n"
+    )
+    for name in ("gone", "old model"):
+        (workdir / "predictions" / f"{name}.npy").unlink()
+    assert run_module(workdir, "plot").returncode == 0
