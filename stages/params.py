@@ -132,6 +132,9 @@ def _choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
 
 
 def _text(key: str, value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # YAML reads an unquoted 1 as a number: a column named 1 has to be written '1'
+        raise ParamsError(f"{key} must be a string, got the number {value!r}; put it in quotes: '{value}'")
     if not isinstance(value, str) or not value.strip():
         raise ParamsError(f"{key} must be a non-empty string, got {_describe(value)}")
     return value

@@ -60,6 +60,8 @@ def _mutate(path: str, value):
         ("data.test_size", 1.0, "data.test_size must be in [0, 1)"),
         ("data.standardize", "yes", "data.standardize must be true or false"),
         ("data.features", "x", "data.features must be a non-empty list of column names"),
+        ("data.features", [1], "data.features[0] must be a string, got the number 1; put it in quotes: '1'"),
+        ("data.target", 2.5, "data.target must be a string, got the number 2.5; put it in quotes: '2.5'"),
         ("data.target", "x", "data.target 'x' is also listed in data.features"),
         ("models.mlp.epoch", 5, "unknown key models.mlp.epoch; did you mean models.mlp.epochs?"),
         ("train.sede", 1, "unknown key train.sede; did you mean train.seed?"),
