@@ -124,7 +124,9 @@ def _read_header(path: Path) -> list[str]:
 
 
 def _check_columns(path: Path, header: list[str], wanted: list[str]) -> None:
-    repeated = sorted({name for name in header if header.count(name) > 1})
+    # Only the columns read must be unique: other columns may repeat or have no name at all (a
+    # spreadsheet's export often ends every line with commas); pandas names those 'Unnamed: 2', 'a.1'.
+    repeated = sorted({name for name in wanted if header.count(name) > 1})
     if repeated:
         names = ", ".join(map(repr, repeated))
         raise UserError(f"{path}: header names column {names} more than once; rename the duplicates")
@@ -249,7 +251,7 @@ def read_columns(path: str | Path, wanted: list[str], header: list[str] | None =
         raise UserError(f"{path}: cannot be read as CSV ({str(err).strip() or type(err).__name__})") from None
     if len(frame) == 0:
         raise UserError(f"{path}: the file has a header but no data rows")
-    if list(frame.columns) != header:
+    if len(frame.columns) != len(header) or any(frame.columns[header.index(name)] != name for name in wanted):
         raise UserError(f"{path}: the header could not be read consistently; check its quotes and separators")
     # Column-major, so that filling it column by column is a contiguous copy (20x faster than strided
     # writes at 10^7 rows); the table and this array, no third copy.

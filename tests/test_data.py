@@ -46,6 +46,20 @@ def test_values_round_trip_exactly(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "content",
+    [
+        "x,y,\r\n1,3,\r\n2,5,\r\n",  # a spreadsheet's export: every line ends with a comma
+        "x,y,,\n1,3,,\n2,5,,\n",  # two unnamed empty columns
+        "a,x,a,y,a\n0,1,0,3,z\n0,2,0,5,z\n",  # a column the stage does not read, three times
+        ",x,y\n0,1,3\n1,2,5\n",  # pandas' to_csv with its index: the first column has no name
+    ],
+)
+def test_unused_columns_may_be_unnamed_or_repeated(tmp_path, content):
+    table = read_table(write(tmp_path, content), ("x",), "y")
+    assert table.X[:, 0].tolist() == [1.0, 2.0] and table.y.tolist() == [3.0, 5.0]
+
+
+@pytest.mark.parametrize(
     "content, fragment",
     [
         ("", "the file is empty"),
