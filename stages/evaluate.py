@@ -30,6 +30,27 @@ def predicted_csv(actual: dict[str, np.ndarray], predicted: dict[str, np.ndarray
     return "\n".join(lines) + "\n"
 
 
+GAP_WARNING = 0.01  # a linear model whose training MSE is this far (1%) above least squares gets a warning
+
+
+def fit_warning(model: str, standardize: bool, metrics: dict) -> str | None:
+    """A line for the log when training plainly stopped short: a linear model well above the
+    least-squares MSE, or any model worse on its training rows than predicting their mean (r2 < 0).
+    (Never the exact solver: it is the least-squares optimum, and least squares has r2 >= 0.)"""
+    gap, r2 = metrics["train"].get("optimality_gap"), metrics["train"]["r2"]
+    if gap is not None and gap > GAP_WARNING:
+        problem = f"its training MSE is {1 + gap:.3g} times the least-squares optimum"
+    elif r2 is not None and r2 < 0:
+        problem = f"train r2 is {r2:.3g}, worse than predicting the mean"
+    else:
+        return None
+    advice = [] if standardize else ["set data.standardize: true"]
+    advice.append(f"tune models.{model}.lr and epochs")
+    if "optimality_gap" in metrics["train"]:  # a linear model
+        advice.append("use solver: exact")
+    return f"evaluate@{model}: warning: {problem}; {', or '.join(advice)}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__)
     parser.add_argument("model", help="name of the model under `models:` in params.yaml")
@@ -37,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prepared", default=str(PREPARED_DIR), help=f"prepared splits (default: {PREPARED_DIR})")
     args = parser.parse_args(argv)
 
-    load_params(args.params).model(args.model)  # validate params.yaml, and that the model is in it
+    params = load_params(args.params)  # validate params.yaml
+    params.model(args.model)  # and that the model is in it
     split = read_split(args.prepared, mmap=True)  # the features are never read here
     predictions_path = Path("predictions") / f"{args.model}.npy"
     card_path = Path("models") / f"{args.model}.json"
@@ -68,6 +90,9 @@ def main(argv: list[str] | None = None) -> None:
         r2 = "n/a" if scores["r2"] is None else f"{scores['r2']:.4f}"
         print(f"evaluate@{args.model}: {name} ({len(values)} rows): mse {scores['mse']:.6g}, "
               f"rmse {scores['rmse']:.6g}, mae {scores['mae']:.6g}, r2 {r2}")
+    warning = fit_warning(args.model, params.data.standardize, metrics)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from stages.evaluate import fit_warning
 from tests.conftest import run_module
 
 
@@ -68,3 +69,30 @@ def test_optimality_gap_follows_its_formula_for_adam(tmp_path, monkeypatch):
     best = 1.56 / 11
     assert scores["optimality_gap"] == pytest.approx((scores["mse"] - best) / best, rel=1e-9)
     assert scores["optimality_gap"] > 0.01  # 50 steps are not enough to converge
+
+
+@pytest.mark.parametrize(
+    "standardize, train, expected",
+    [
+        (False, {"optimality_gap": 1e-7, "r2": 0.97}, None),
+        (False, {"optimality_gap": 0.161, "r2": 0.5}, "evaluate@m: warning: its training MSE is 1.16 times the "
+         "least-squares optimum; set data.standardize: true, or tune models.m.lr and epochs, or use solver: exact"),
+        (True, {"optimality_gap": 3.0, "r2": 0.1}, "evaluate@m: warning: its training MSE is 4 times the "
+         "least-squares optimum; tune models.m.lr and epochs, or use solver: exact"),
+        (True, {"r2": -0.5}, "evaluate@m: warning: train r2 is -0.5, worse than predicting the mean; "
+         "tune models.m.lr and epochs"),
+        (False, {"r2": None}, None),  # a constant target: nothing to compare with
+        (False, {"optimality_gap": None, "r2": 1.0}, None),
+    ],
+)
+def test_a_fit_that_stopped_short_gets_a_warning_with_what_to_change(standardize, train, expected):
+    assert fit_warning("m", standardize, {"train": train}) == expected
+
+
+def test_evaluate_warns_on_stderr_and_still_succeeds(workdir):
+    y = np.array([3, 5, 5, 6, 7, 7, 8, 9, 9, 10], dtype=float)
+    _prepare_and_predict(workdir, y + np.array([1, -1] * 5))  # mse 1.0, least squares 1.56 / 11
+    result = run_module(workdir, "evaluate", "linear")
+    assert result.returncode == 0
+    assert result.stderr == ("evaluate@linear: warning: its training MSE is 7.05 times the least-squares optimum; "
+                             "set data.standardize: true, or tune models.linear.lr and epochs, or use solver: exact\n")
