@@ -70,17 +70,18 @@ class Split:
 TEXT_SCAN_CHUNK = 1 << 20
 
 
-def _check_is_text(path: Path) -> None:
+def _check_is_text(path: Path, named_by: str) -> None:
     """Refuse missing files, folders, empty files and anything that is not UTF-8 text, before parsing.
+    `named_by`: where the path came from, for the fix the message suggests.
 
     Reads the file once in chunks, so the byte and line it reports are exact whatever the file size.
     """
     try:
         handle = path.open("rb")
     except FileNotFoundError:
-        raise UserError(f"{path}: file not found; point data.path in params.yaml at an existing CSV") from None
+        raise UserError(f"{path}: file not found; point {named_by} at an existing CSV") from None
     except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, not a CSV file; point data.path at a file") from None
+        raise UserError(f"{path}: is a folder, not a CSV file; point {named_by} at a file") from None
     offset, lines, carry = 0, 1, b""  # offset and line number of the first byte of `carry`
     with handle:
         while chunk := handle.read(TEXT_SCAN_CHUNK):
@@ -210,10 +211,10 @@ def read_table(path: str | Path, features: tuple[str, ...], target: str) -> Tabl
     return Table(features=tuple(features), target=target, X=values[:, :-1], y=values[:, -1])
 
 
-def read_header(path: str | Path) -> list[str]:
+def read_header(path: str | Path, named_by: str = "data.path in params.yaml") -> list[str]:
     """The column names of a CSV, after checking it is a non-empty UTF-8 text file."""
     path = Path(path)
-    _check_is_text(path)
+    _check_is_text(path, named_by)
     return _read_header(path)
 
 

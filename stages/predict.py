@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-o", "--output", required=True, help="where to write the rows with predictions")
     args = parser.parse_args(argv)
 
-    header = read_header(args.csv)
+    header = read_header(args.csv, named_by="the CSV argument")
     if PREDICTION_COLUMN in header:
         raise UserError(f"{args.csv}: already has a column {PREDICTION_COLUMN!r}; rename or drop it first")
 

@@ -35,6 +35,13 @@ def test_predict_rejects_a_csv_without_the_feature_column(workdir):
     assert not (workdir / "out.csv").exists()
 
 
+def test_predict_names_a_missing_csv_without_pointing_at_params(workdir):
+    # the CSV came from the command line, so data.path in params.yaml is not what to fix
+    result = run_module(workdir, "predict", "models/linear.pt", "new.csv", "-o", "out.csv")
+    assert result.returncode == 2
+    assert result.stderr == "error: new.csv: file not found; point the CSV argument at an existing CSV\n"
+
+
 def test_predict_names_a_file_that_is_not_a_model(workdir):
     (workdir / "junk.pt").write_bytes(b"\x00not a model")
     result = run_module(workdir, "predict", "junk.pt", "data/seed.csv", "-o", "out.csv")
