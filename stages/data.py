@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import json
 import math
 import re
@@ -133,12 +134,24 @@ def _check_columns(path: Path, header: list[str], wanted: list[str]) -> None:
         raise UserError(f"{path}: header names column {names} more than once; rename the duplicates")
     for name in wanted:
         if name not in header:
-            hint = ""
-            if len(header) == 1 and any(sep in header[0] for sep in (";", "\t")):
-                hint = "; the header is a single column, so the file looks like it uses ';' or tabs instead of commas"
-            raise UserError(
-                f"{path}: column {name!r} not found; the columns are {', '.join(map(repr, header))}{hint}"
-            )
+            raise UserError(f"{path}: column {name!r} not found; {_column_hint(name, header)}")
+
+
+LISTED_COLUMNS = 20  # a message lists at most this many of the header's columns
+
+
+def _column_hint(name: str, header: list[str]) -> str:
+    """What to say about a column name that is not in the header: the likely intended column, the
+    columns there are (the first LISTED_COLUMNS), or the delimiter the file seems to use."""
+    if len(header) == 1 and any(sep in header[0] for sep in (";", "\t")):
+        return (f"the header is a single column, {header[0]!r}, so the file looks like it uses ';' or tabs "
+                "instead of commas")
+    same = [column for column in header if column.strip().casefold() == name.strip().casefold()]
+    close = same or difflib.get_close_matches(name, header, n=1, cutoff=0.6)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    shown = ", ".join(map(repr, header[:LISTED_COLUMNS]))
+    more = f" and {len(header) - LISTED_COLUMNS} more" if len(header) > LISTED_COLUMNS else ""
+    return f"{guess}the columns are {shown}{more}"
 
 
 def is_blank_record(fields: list[str]) -> bool:
