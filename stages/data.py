@@ -183,6 +183,11 @@ def _where(path: Path, row: int) -> str:
     return f"row {row} (line {line})" if line else f"row {row}"
 
 
+# Scaling and least squares square the values (sums of squares over up to ~10^8 rows must stay finite):
+# anything larger is refused with the cell named, rather than failing later as an overflow.
+LARGEST_VALUE = 1e150
+
+
 def _numeric_column(path: Path, frame, name: str, n_columns: int) -> np.ndarray:
     import pandas as pd
 
@@ -206,12 +211,18 @@ def _numeric_column(path: Path, frame, name: str, n_columns: int) -> np.ndarray:
                 "every row needs one field per header column"
             )
         raise UserError(f"{path}: {_where(path, row)}, column {name!r}: the cell is empty; fill it in or drop the row")
-    infinite = np.isinf(values)
-    if infinite.any():
-        row = int(np.flatnonzero(infinite)[0]) + 1
-        raw = frame[name].iloc[row - 1]
-        shown = repr(raw) if isinstance(raw, str) else str(values[row - 1])
-        raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {shown} is not a finite number")
+    out_of_range = np.abs(values) > LARGEST_VALUE  # infinities included
+    if out_of_range.any():
+        row = int(np.flatnonzero(out_of_range)[0]) + 1
+        value = values[row - 1]
+        if np.isinf(value):
+            raw = frame[name].iloc[row - 1]
+            shown = repr(raw) if isinstance(raw, str) else str(value)
+            raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {shown} is not a finite number")
+        raise UserError(
+            f"{path}: {_where(path, row)}, column {name!r}: {value:g} is too large to compute with (beyond "
+            f"±{LARGEST_VALUE:g} its square overflows); rescale the column, e.g. divide it by a power of ten"
+        )
     return values
 
 
@@ -365,7 +376,7 @@ def write_split(folder: Path, table: Table, train_rows: np.ndarray, test_rows: n
         "n_test": int(len(test_rows)),
         "scaling": scaling.to_dict() if scaling else None,
     }
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def read_split(folder: str | Path = PREPARED_DIR, mmap: bool = False) -> Split:

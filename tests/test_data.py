@@ -75,6 +75,9 @@ def test_unused_columns_may_be_unnamed_or_repeated(tmp_path, content):
         ("x,y\n1,2\n3,abc\n", "row 2 (line 3), column 'y': 'abc' is not a number"),
         ("x,y\n1,2\n,4\n", "row 2 (line 3), column 'x': the cell is empty"),
         ("x,y\n1,inf\n", "row 1 (line 2), column 'y': inf is not a finite number"),
+        ("x,y\n1,2\n1.7e308,3\n", "row 2 (line 3), column 'x': 1.7e+308 is too large to compute with (beyond "
+         "±1e+150 its square overflows); rescale the column, e.g. divide it by a power of ten"),
+        ("x,y\n1,-2e150\n", "row 1 (line 2), column 'y': -2e+150 is too large to compute with"),
         ("x,y\n\n1,2\n\n3,1e999\n", "row 2 (line 5), column 'y': inf is not a finite number"),
         ("x,y\n1,2\n3\n", "row 2 (line 3) has 1 field(s) but the header has 2"),
         ("x,y\n1,NA\n", "row 1 (line 2), column 'y': 'NA' is not a number"),
