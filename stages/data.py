@@ -376,7 +376,8 @@ def write_split(folder: Path, table: Table, train_rows: np.ndarray, test_rows: n
         "n_test": int(len(test_rows)),
         "scaling": scaling.to_dict() if scaling else None,
     }
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+    text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    (folder / "meta.json").write_text(text, encoding="utf-8")
 
 
 def read_split(folder: str | Path = PREPARED_DIR, mmap: bool = False) -> Split:
