@@ -186,6 +186,7 @@ def _where(path: Path, row: int) -> str:
 # Scaling and least squares square the values (sums of squares over up to ~10^8 rows must stay finite):
 # anything larger is refused with the cell named, rather than failing later as an overflow.
 LARGEST_VALUE = 1e150
+SMALLEST_SPREAD = 1e-150  # and a column whose values differ by less would look constant once squared
 
 
 def _numeric_column(path: Path, frame, name: str, n_columns: int) -> np.ndarray:
@@ -231,7 +232,15 @@ def read_table(path: str | Path, features: tuple[str, ...], target: str) -> Tabl
 
     Rows are numbered from 1 for the first data row under the header; blank lines are skipped.
     """
-    values = read_columns(path, [*features, target])
+    names = [*features, target]
+    values = read_columns(path, names)
+    for name, column in zip(names, values.T, strict=True):
+        low, high = float(column.min()), float(column.max())
+        if 0 < high - low < SMALLEST_SPREAD:
+            raise UserError(
+                f"{path}: column {name!r} only varies from {low:g} to {high:g}: differences below "
+                f"{SMALLEST_SPREAD:g} vanish when squared; rescale the column, e.g. multiply it by a power of ten"
+            )
     return Table(features=tuple(features), target=target, X=values[:, :-1], y=values[:, -1])
 
 

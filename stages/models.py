@@ -79,6 +79,17 @@ def scaled_tensor(X: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) ->
     return out
 
 
+def lost_columns(values: torch.Tensor, original: np.ndarray) -> list[int]:
+    """Columns of `values` (rows x columns, converted from the float64 `original`) that the conversion
+    ruined: no longer finite (beyond float32's ~3.4e38), or all equal though the original's were not
+    (differences below float32's resolution). One pass of min and max over the tensor."""
+    low, high = torch.aminmax(values.reshape(len(values), -1), dim=0)
+    finite = torch.isfinite(low) & torch.isfinite(high)
+    suspect = (~finite | (low == high)).nonzero().flatten().tolist()
+    original = original.reshape(len(original), -1)
+    return [j for j in suspect if not finite[j] or np.ptp(original[:, j]) > 0]
+
+
 def scaled_target(y: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) -> torch.Tensor:
     y = np.asarray(y, dtype=np.float64)
     if scaling is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.data import PREPARED_DIR, read_split
-from stages.errors import run_stage
+from stages.errors import UserError, run_stage
 from stages.io import atomic_open, write_bytes, write_json, write_text
 from stages.params import ModelSpec, load_params
 
@@ -67,6 +67,21 @@ def loss_csv(losses: list[float], limit: int = 2000) -> str:
     return "epoch,loss\n" + "".join(f"{epoch},{losses[epoch - 1]!r}\n" for epoch in epochs)
 
 
+def _check_representable(X, y, split, dtype: str) -> None:
+    """Refuse training data that the conversion to `dtype` ruined (float32 holds magnitudes up to ~3.4e38
+    and about 7 significant digits), rather than training on infinities or on a column turned constant."""
+    from stages import models
+
+    for values, original, names in ((X, split.X_train, split.features), (y, split.y_train, (split.target,))):
+        for j in models.lost_columns(values, original):
+            column = original.reshape(len(original), -1)[:, j]
+            scaled = " after scaling" if split.scaling else ""
+            raise UserError(
+                f"data: column {names[j]!r} (from {column.min():g} to {column.max():g}) does not fit in {dtype}"
+                f"{scaled}; set data.standardize: true, or train.dtype: float64"
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__)
     parser.add_argument("model", help="name of the model under `models:` in params.yaml")
@@ -110,8 +125,10 @@ def main(argv: list[str] | None = None) -> None:
         if spec.kind == "linear":
             # The reference for evaluate's optimality gap: float64 least squares, original units.
             least_squares_mse = training.solve_least_squares(split.X_train, split.y_train).mse
-        X = models.scaled_tensor(split.X_train, split.scaling, dtype).to(device)
-        y = models.scaled_target(split.y_train, split.scaling, dtype).to(device)
+        X = models.scaled_tensor(split.X_train, split.scaling, dtype)
+        y = models.scaled_target(split.y_train, split.scaling, dtype)
+        _check_representable(X, y, split, arch["dtype"])
+        X, y = X.to(device), y.to(device)
         model.to(device)
         split = replace(split, X_train=None, y_train=None)  # drop the float64 copy; the tensor has the rows
         log = EpochLog(spec, params.train.log_every)

@@ -78,6 +78,8 @@ def test_unused_columns_may_be_unnamed_or_repeated(tmp_path, content):
         ("x,y\n1,2\n1.7e308,3\n", "row 2 (line 3), column 'x': 1.7e+308 is too large to compute with (beyond "
          "±1e+150 its square overflows); rescale the column, e.g. divide it by a power of ten"),
         ("x,y\n1,-2e150\n", "row 1 (line 2), column 'y': -2e+150 is too large to compute with"),
+        ("x,y\n1e-200,1\n3e-200,2\n", "column 'x' only varies from 1e-200 to 3e-200: differences below 1e-150 "
+         "vanish when squared; rescale the column, e.g. multiply it by a power of ten"),
         ("x,y\n\n1,2\n\n3,1e999\n", "row 2 (line 5), column 'y': inf is not a finite number"),
         ("x,y\n1,2\n3\n", "row 2 (line 3) has 1 field(s) but the header has 2"),
         ("x,y\n1,NA\n", "row 1 (line 2), column 'y': 'NA' is not a number"),

@@ -5,10 +5,11 @@ import csv
 import io
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.data import LARGEST_VALUE, read_table
+from stages.data import LARGEST_VALUE, SMALLEST_SPREAD, read_table
 from stages.errors import UserError
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -16,7 +17,9 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 names = st.text(alphabet=st.sampled_from("abcxyz_ ABC0123é"), min_size=1, max_size=8).map(str.strip).filter(bool)
 # Integers past 2**64 too: both the typed fast path and the inferring fallback must round them correctly.
 # Magnitudes beyond LARGEST_VALUE are refused (their squares overflow): test_data.py names that cell.
-finite = st.floats(min_value=-LARGEST_VALUE, max_value=LARGEST_VALUE) | st.integers(-(10**25), 10**25)
+# Tiny floats stay in: a column whose values differ by less than SMALLEST_SPREAD must be refused.
+finite = (st.floats(min_value=-LARGEST_VALUE, max_value=LARGEST_VALUE) | st.integers(-(10**25), 10**25)
+          | st.floats(min_value=-1e-160, max_value=1e-160))
 
 
 @st.composite
@@ -38,8 +41,13 @@ def test_valid_tables_load_exactly(tmp_path, table, line_end, bom, quote_all):
     path = tmp_path / "t.csv"
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.getvalue().encode("utf-8"))
 
-    loaded = read_table(path, tuple(columns[1:]), columns[0])
     expected = np.array(rows, dtype=np.float64)
+    spreads = expected.max(axis=0) - expected.min(axis=0)
+    if ((spreads > 0) & (spreads < SMALLEST_SPREAD)).any():  # differences that would vanish when squared
+        with pytest.raises(UserError, match="only varies from"):
+            read_table(path, tuple(columns[1:]), columns[0])
+        return
+    loaded = read_table(path, tuple(columns[1:]), columns[0])
     assert loaded.y.tolist() == expected[:, 0].tolist()
     assert loaded.X.tolist() == expected[:, 1:].tolist()
 

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from tests.conftest import default_params, run_module, write_params
@@ -67,3 +68,26 @@ def test_epoch_log_draws_a_progress_bar_on_a_terminal_and_plain_lines_otherwise(
     bar.close()
     out = capsys.readouterr()
     assert "epoch 1/4" not in out.out and "4/4" in out.err and "train@m" in out.err
+
+
+@pytest.mark.parametrize(
+    "column, values, shown",
+    [
+        ("x", ["1e39", "2e39", "3e39"], "'x' (from 1e+39 to 3e+39)"),  # beyond float32's largest, ~3.4e38
+        ("x", ["1e-50", "2e-50", "3e-50"], "'x' (from 1e-50 to 3e-50)"),  # would all round to 0 in float32
+        ("y", ["1", "1.00000001", "1.00000002"], "'y' (from 1 to 1)"),  # differences below float32's resolution
+    ],
+)
+def test_data_that_float32_cannot_hold_is_refused_not_trained_on(workdir, column, values, shown):
+    other = ["1", "2", "3"]
+    pairs = zip(values, other, strict=True) if column == "x" else zip(other, values, strict=True)
+    (workdir / "data" / "seed.csv").write_text("x,y\n" + "".join(f"{a},{b}\n" for a, b in pairs))
+    assert run_module(workdir, "prepare").returncode == 0
+    result = run_module(workdir, "train", "mlp")
+    assert result.returncode == 2 and not (workdir / "models").exists()
+    assert result.stderr == (f"error: data: column {shown} does not fit in float32; set data.standardize: true, "
+                             "or train.dtype: float64\n")
+    params = default_params()
+    params["train"]["dtype"] = "float64"
+    write_params(workdir, params)
+    assert run_module(workdir, "train", "mlp").returncode == 0
