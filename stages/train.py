@@ -73,12 +73,13 @@ def _check_representable(X, y, split, dtype: str) -> None:
     from stages import models
 
     for values, original, names in ((X, split.X_train, split.features), (y, split.y_train, (split.target,))):
-        for j in models.lost_columns(values, original):
-            column = original.reshape(len(original), -1)[:, j]
+        lost = models.lost_columns(values, original)
+        if lost:
+            column = original.reshape(len(original), -1)[:, lost[0]]
             scaled = " after scaling" if split.scaling else ""
             raise UserError(
-                f"data: column {names[j]!r} (from {column.min():g} to {column.max():g}) does not fit in {dtype}"
-                f"{scaled}; set data.standardize: true, or train.dtype: float64"
+                f"data: column {names[lost[0]]!r} (from {column.min():g} to {column.max():g}) does not fit in "
+                f"{dtype}{scaled}; set data.standardize: true, or train.dtype: float64"
             )
 
 
