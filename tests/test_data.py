@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -56,6 +58,38 @@ def test_values_round_trip_exactly(tmp_path):
 )
 def test_unused_columns_may_be_unnamed_or_repeated(tmp_path, content):
     table = read_table(write(tmp_path, content), ("x",), "y")
+    assert table.X[:, 0].tolist() == [1.0, 2.0] and table.y.tolist() == [3.0, 5.0]
+
+
+def test_columns_not_read_are_not_held_in_memory(tmp_path):
+    # 20 MB of text in a column nobody asked for: only x and y are parsed (pandas' usecols, after a scan
+    # shows no row has too many fields), so the peak stays far below the size of that column.
+    note = "n" * 10_000
+    path = write(tmp_path, "x,note,y\n" + "".join(f"{i},{note},{2 * i}\n" for i in range(2000)))
+    tracemalloc.start()
+    try:
+        table = read_table(path, ("x",), "y")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert table.y.tolist() == [2.0 * i for i in range(2000)]
+    assert peak < 5_000_000, f"peak {peak} bytes while reading 2 numeric columns of 2000 rows"
+
+
+@pytest.mark.parametrize(
+    "content, columns",
+    [
+        ("x,y,z\n1,2,3\n4,5,6,7\n", "line 3 has 4 fields but the header has 3"),  # no quotes: the scan finds it
+        ('x,y,z\n1,2,"a"\n4,5,6,7\n', "line 3 has 4 fields but the header has 3"),  # quotes: every column parsed
+    ],
+)
+def test_a_too_long_row_is_refused_even_when_other_columns_are_not_read(tmp_path, content, columns):
+    with pytest.raises(UserError, match=columns):
+        read_table(write(tmp_path, content), ("x",), "y")
+
+
+def test_a_quoted_comma_in_a_column_not_read_is_no_extra_field(tmp_path):
+    table = read_table(write(tmp_path, 'x,name,y\n1,"Smith, J",3\n2,"Doe, A",5\n'), ("x",), "y")
     assert table.X[:, 0].tolist() == [1.0, 2.0] and table.y.tolist() == [3.0, 5.0]
 
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stages import data
 from stages.data import LARGEST_VALUE, SMALLEST_SPREAD, read_table
 from stages.errors import UserError
 
@@ -31,9 +33,10 @@ def tables(draw):
 
 
 @SETTINGS
-@given(tables(), st.sampled_from(["\n", "\r\n"]), st.booleans(), st.booleans())
-def test_valid_tables_load_exactly(tmp_path, table, line_end, bom, quote_all):
+@given(tables(), st.sampled_from(["\n", "\r\n"]), st.booleans(), st.booleans(), st.integers(2, 5))
+def test_valid_tables_load_exactly(tmp_path, table, line_end, bom, quote_all, n_read):
     columns, rows = table
+    n_read = min(n_read, len(columns))  # the columns after these are not read (pandas' usecols, when safe)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator=line_end, quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
     writer.writerow(columns)
@@ -41,13 +44,13 @@ def test_valid_tables_load_exactly(tmp_path, table, line_end, bom, quote_all):
     path = tmp_path / "t.csv"
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.getvalue().encode("utf-8"))
 
-    expected = np.array(rows, dtype=np.float64)
+    expected = np.array(rows, dtype=np.float64)[:, :n_read]
     spreads = expected.max(axis=0) - expected.min(axis=0)
     if ((spreads > 0) & (spreads < SMALLEST_SPREAD)).any():  # differences that would vanish when squared
         with pytest.raises(UserError, match="only varies from"):
-            read_table(path, tuple(columns[1:]), columns[0])
+            read_table(path, tuple(columns[1:n_read]), columns[0])
         return
-    loaded = read_table(path, tuple(columns[1:]), columns[0])
+    loaded = read_table(path, tuple(columns[1:n_read]), columns[0])
     assert loaded.y.tolist() == expected[:, 0].tolist()
     assert loaded.X.tolist() == expected[:, 1:].tolist()
 
@@ -56,7 +59,8 @@ csv_ish = st.text(alphabet=st.sampled_from('xy,0123456789.e-+"\n\r \t;nainf\x00Ã
 
 
 @settings(SETTINGS, max_examples=400)
-@given(st.sampled_from([b"", b"x,y\n", b"x,y\n1,2\n", b'"x","y"\r\n']), st.binary(max_size=200) | csv_ish)
+@given(st.sampled_from([b"", b"x,y\n", b"x,y\n1,2\n", b'"x","y"\r\n', b"x,y,z\n1,2,3\n"]),
+       st.binary(max_size=200) | csv_ish)
 def test_junk_never_raises_anything_but_user_error(tmp_path, prefix, junk):
     path = tmp_path / "junk.csv"
     path.write_bytes(prefix + junk)
@@ -66,3 +70,16 @@ def test_junk_never_raises_anything_but_user_error(tmp_path, prefix, junk):
         assert str(err).startswith(str(path)) and "\n" not in str(err)
     else:
         assert np.isfinite(table.X).all() and np.isfinite(table.y).all() and len(table.y) > 0
+
+
+@SETTINGS
+@given(st.text(alphabet=st.sampled_from("0123456789,\n\r"), max_size=60), st.integers(1, 4), st.integers(1, 9))
+def test_the_field_count_scan_agrees_with_splitting_the_lines(tmp_path, monkeypatch, text, n_fields, chunk):
+    # Chunks of a few bytes put line ends, commas and runs of lines across chunk boundaries.
+    monkeypatch.setattr(data, "TEXT_SCAN_CHUNK", chunk)
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode())
+    expected = all(line.count(",") < n_fields for line in re.split("[\r\n]", text))
+    assert data._no_line_has_extra_fields(path, n_fields) is expected
+    path.write_bytes(b'"' + text.encode())
+    assert data._no_line_has_extra_fields(path, n_fields) is False  # quotes: commas may be inside them
