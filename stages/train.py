@@ -112,8 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     print(summary)
     how = training.describe_training(spec, len(split.y_train))
     where = "cpu" if spec.method == "exact" else device
+    # With data.standardize the loss is that of the scaled target: the metrics' MSE over y_std squared.
+    units = f"; loss in standardized units (MSE / {split.scaling.y_std:.6g}^2)" if split.scaling else ""
     print(f"train@{spec.name}: {len(split.y_train)} rows x {len(split.features)} feature(s), {how}, "
-          f"{arch['dtype']} on {where}", flush=True)
+          f"{arch['dtype']} on {where}{units}", flush=True)
 
     if spec.method == "exact":
         # Straight from the mapped float64 rows in blocks: one pass of QR, no tensor of the table.

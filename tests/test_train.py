@@ -91,3 +91,19 @@ def test_data_that_float32_cannot_hold_is_refused_not_trained_on(workdir, column
     params["train"]["dtype"] = "float64"
     write_params(workdir, params)
     assert run_module(workdir, "train", "mlp").returncode == 0
+
+
+def test_with_standardize_the_log_says_the_loss_is_in_standardized_units(workdir):
+    params = default_params(standardize=True)
+    params["models"]["linear"] = {"kind": "linear", "solver": "exact"}
+    write_params(workdir, params)
+    assert run_module(workdir, "prepare").returncode == 0
+    result = run_module(workdir, "train", "linear")
+    assert result.returncode == 0, result.stderr
+    y_std = float(np.std([3, 5, 5, 6, 7, 7, 8, 9, 9, 10]))
+    assert f"; loss in standardized units (MSE / {y_std:.6g}^2)" in result.stdout
+    card = json.loads((workdir / "models" / "linear.json").read_text())
+    assert card["final_train_loss"] * y_std**2 == pytest.approx(card["least_squares_mse"], rel=1e-12)
+    write_params(workdir, default_params())
+    assert run_module(workdir, "prepare").returncode == 0
+    assert "standardized" not in run_module(workdir, "train", "linear").stdout
