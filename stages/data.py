@@ -71,6 +71,27 @@ class Split:
 TEXT_SCAN_CHUNK = 1 << 20
 
 
+# Files people point at a CSV setting by mistake, by their first bytes, and what to do instead.
+KNOWN_FORMATS = (
+    (b"\x1f\x8b", "a gzip-compressed file", "decompress it (gunzip) and use the .csv inside"),
+    (b"BZh", "a bzip2-compressed file", "decompress it (bunzip2) and use the .csv inside"),
+    (b"\xfd7zXZ\x00", "an xz-compressed file", "decompress it (unxz) and use the .csv inside"),
+    (b"PK\x03\x04", "a zip archive (an Excel .xlsx workbook is one)",
+     "extract the CSV, or save the sheet from Excel as 'CSV UTF-8'"),
+    (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook", "save the sheet from Excel as 'CSV UTF-8'"),
+    (b"PAR1", "a Parquet file", "write it out as CSV (pandas.read_parquet(...).to_csv(..., index=False))"),
+    (b"\xff\xfe", "UTF-16 text", "save it as UTF-8 (in Excel: 'CSV UTF-8')"),
+    (b"\xfe\xff", "UTF-16 text", "save it as UTF-8 (in Excel: 'CSV UTF-8')"),
+)
+
+
+def _refuse_known_formats(path: Path, start: bytes) -> None:
+    """Only asked about files that are not UTF-8 text (a CSV may well begin with the letters PAR1)."""
+    for magic, what, fix in KNOWN_FORMATS:
+        if start.startswith(magic):
+            raise UserError(f"{path}: this is {what}, not a CSV text file; {fix}")
+
+
 def _check_is_text(path: Path, named_by: str) -> None:
     """Refuse missing files, folders, empty files and anything that is not UTF-8 text, before parsing.
     `named_by`: where the path came from, for the fix the message suggests.
@@ -85,6 +106,7 @@ def _check_is_text(path: Path, named_by: str) -> None:
         raise UserError(f"{path}: is a folder, not a CSV file; point {named_by} at a file") from None
     offset, lines, carry = 0, 1, b""  # offset and line number of the first byte of `carry`
     with handle:
+        start = handle.peek(8)[:8]  # the first bytes, to name a binary format
         while chunk := handle.read(TEXT_SCAN_CHUNK):
             data = carry + chunk
             bad = data.find(b"\0")
@@ -98,6 +120,7 @@ def _check_is_text(path: Path, named_by: str) -> None:
                 else:
                     bad = err.start
             if bad >= 0:
+                _refuse_known_formats(path, start)  # binary: say what it is, when its first bytes tell
                 what = "a NUL byte" if data[bad] == 0 else f"byte 0x{data[bad]:02x}, not UTF-8 text"
                 line = lines + data.count(b"\n", 0, bad)
                 raise UserError(

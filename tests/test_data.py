@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
+import re
 import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
@@ -54,6 +60,7 @@ def test_values_round_trip_exactly(tmp_path):
         "x,y,,\n1,3,,\n2,5,,\n",  # two unnamed empty columns
         "a,x,a,y,a\n0,1,0,3,z\n0,2,0,5,z\n",  # a column the stage does not read, three times
         ",x,y\n0,1,3\n1,2,5\n",  # pandas' to_csv with its index: the first column has no name
+        "PAR1,x,y\n0,1,3\n1,2,5\n",  # text that begins like a Parquet file's magic bytes is still text
     ],
 )
 def test_unused_columns_may_be_unnamed_or_repeated(tmp_path, content):
@@ -126,6 +133,29 @@ def test_bad_csv_names_the_culprit(tmp_path, content, fragment):
         read_table(path, ("x",), "y")
     assert fragment in str(err.value)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda text: gzip.compress(text), "this is a gzip-compressed file, not a CSV text file; decompress it"),
+        (lambda text: bz2.compress(text), "this is a bzip2-compressed file, not a CSV text file"),
+        (lambda text: lzma.compress(text), "this is an xz-compressed file, not a CSV text file"),
+        (lambda text: _zipped(text), "this is a zip archive (an Excel .xlsx workbook is one), not a CSV text file"),
+        (lambda text: text.decode().encode("utf-16"), "this is UTF-16 text, not a CSV text file; save it as UTF-8"),
+    ],
+)
+def test_compressed_archived_or_utf16_files_are_named_for_what_they_are(tmp_path, make, fragment):
+    path = write(tmp_path, make(b"x,y\n1,2\n3,4\n"))
+    with pytest.raises(UserError, match=re.escape(f"{path}: {fragment}")):
+        read_table(path, ("x",), "y")
+
+
+def _zipped(text: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("t.csv", text)
+    return buffer.getvalue()
 
 
 def test_missing_file_says_which_param_to_fix(tmp_path):
