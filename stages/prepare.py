@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from stages.data import PREPARED_DIR, fit_scaling, read_table, split_rows, write_split
 from stages.errors import run_stage
@@ -17,6 +19,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     data = load_params(args.params).data
+    if not Path(os.path.abspath(data.path)).is_relative_to(Path.cwd()):  # as written: `..` counts, links do not
+        print(f"prepare: warning: data.path {data.path} is outside the project, so a clone of it elsewhere (CI, "
+              "a colleague) will not find the file; copy it into data/ (and `dvc add` it if it is large)",
+              file=sys.stderr)
     table = read_table(data.path, data.features, data.target)
     train_rows, test_rows = split_rows(len(table.y), data.test_size, data.split_seed)
     scaling = fit_scaling(table, train_rows) if data.standardize else None

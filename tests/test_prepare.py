@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 
@@ -56,3 +57,17 @@ def test_binary_splits_round_trip_the_csv_values_exactly(workdir):
     X = np.concatenate([np.load(prepared / "X_train.npy"), np.load(prepared / "X_test.npy")])[:, 0]
     y = np.concatenate([np.load(prepared / "y_train.npy"), np.load(prepared / "y_test.npy")])
     assert sorted(zip(X.tolist(), y.tolist(), strict=True)) == sorted(map(tuple, values.tolist()))
+
+
+def test_a_csv_outside_the_project_is_read_with_a_warning(workdir, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("elsewhere") / "shared.csv"
+    outside.write_text((workdir / "data" / "seed.csv").read_text())
+    for path in (str(outside), os.path.relpath(outside, workdir)):  # absolute, and ../ relative
+        write_params(workdir, default_params(path=path))
+        result = run_module(workdir, "prepare")
+        assert result.returncode == 0
+        assert result.stderr == (f"prepare: warning: data.path {path} is outside the project, so a clone of it "
+                                 "elsewhere (CI, a colleague) will not find the file; copy it into data/ (and "
+                                 "`dvc add` it if it is large)\n")
+    write_params(workdir, default_params())
+    assert run_module(workdir, "prepare").stderr == ""
