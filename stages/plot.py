@@ -49,6 +49,7 @@ def fitted_curves_figure(split: Split, predictions: dict[str, np.ndarray]):
     return fig
 
 
+PANELS_PER_ROW = 4
 DENSITY_BINS = 60
 DENSITY_BLOCK_ROWS = 1 << 20
 
@@ -89,9 +90,14 @@ def predicted_vs_actual_figure(split: Split, predictions: dict[str, np.ndarray])
     actual = np.concatenate([split.y_train, split.y_test])
     n_train = len(split.y_train)
     dense = len(actual) > SCATTER_LIMIT
-    fig, axes = plt.subplots(1, len(predictions), figsize=(4.2 * len(predictions), 4.2), squeeze=False)
+    # At most PANELS_PER_ROW panels side by side, then further rows: ten models stay readable.
+    ncols = min(len(predictions), PANELS_PER_ROW)
+    nrows = -(-len(predictions) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(predictions):]:
+        ax.set_visible(False)
     low, high = float(actual.min()), float(actual.max())
-    for ax, (name, predicted) in zip(axes[0], predictions.items(), strict=True):
+    for ax, (name, predicted) in zip(axes.flat, predictions.items(), strict=False):
         if dense:
             counts, x_edges, y_edges = density(actual, predicted)
             mesh = ax.pcolormesh(x_edges, y_edges, np.ma.masked_equal(counts, 0).T, norm=LogNorm(), cmap="viridis")

@@ -1,7 +1,9 @@
+import struct
+
 import numpy as np
 
 from stages.plot import SCATTER_LIMIT, density
-from tests.conftest import run_module
+from tests.conftest import default_params, run_module, write_params
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -77,3 +79,17 @@ def test_plot_refuses_predictions_of_no_current_model(workdir):
     for name in ("gone", "old model"):
         (workdir / "predictions" / f"{name}.npy").unlink()
     assert run_module(workdir, "plot").returncode == 0
+
+
+def test_many_models_are_drawn_in_rows_of_four_panels(workdir):
+    params = default_params()
+    params["models"] = {f"m{i}": {"kind": "linear", "solver": "exact"} for i in range(6)}
+    write_params(workdir, params)
+    assert run_module(workdir, "prepare").returncode == 0
+    (workdir / "predictions").mkdir()
+    for i in range(6):
+        np.save(workdir / "predictions" / f"m{i}.npy", np.arange(1.0, 11.0) * 0.7 + 3 + i / 10)
+    assert run_module(workdir, "plot").returncode == 0
+    png = (workdir / "plots" / "predicted_vs_actual.png").read_bytes()
+    width, height = struct.unpack(">II", png[16:24])  # the PNG header: 4.2 inches per panel at 100 dpi
+    assert (width, height) == (4 * 420, 2 * 420)
