@@ -85,12 +85,14 @@ def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def _integer(minimum: int | None = None) -> Callable[[str, Any], int]:
+def _integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str, Any], int]:
     def check(key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ParamsError(f"{key} must be an integer, got {_describe(value)}")
         if minimum is not None and value < minimum:
             raise ParamsError(f"{key} must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ParamsError(f"{key} must be <= {maximum}, got {value}")
         return value
 
     return check
@@ -160,6 +162,7 @@ def _hidden_sizes(key: str, value: Any) -> tuple[int, ...]:
     return tuple(_integer(minimum=1)(f"{key}[{i}]", size) for i, size in enumerate(value))
 
 
+SEED_MAX = 2**63 - 1  # torch's generators take a signed 64-bit seed
 _positive = _number(lambda v: v > 0, "> 0")
 _fraction = _number(lambda v: 0.0 <= v < 1.0, "in [0, 1)")
 
@@ -168,12 +171,12 @@ DATA_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "features": _column_list,
     "target": _text,
     "test_size": _fraction,
-    "split_seed": _integer(minimum=0),
+    "split_seed": _integer(minimum=0, maximum=SEED_MAX),
     "standardize": _boolean,
 }
 DATA_REQUIRED = ("path", "features", "target")
 TRAIN_FIELDS: dict[str, Callable[[str, Any], Any]] = {
-    "seed": _integer(minimum=0),
+    "seed": _integer(minimum=0, maximum=SEED_MAX),
     "log_every": _integer(minimum=1),
     "dtype": _choice(DTYPES),
     "device": _choice(DEVICES),

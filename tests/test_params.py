@@ -65,6 +65,8 @@ def _mutate(path: str, value):
         ("data.target", "x", "data.target 'x' is also listed in data.features"),
         ("models.mlp.epoch", 5, "unknown key models.mlp.epoch; did you mean models.mlp.epochs?"),
         ("train.sede", 1, "unknown key train.sede; did you mean train.seed?"),
+        ("train.seed", 2**70, "train.seed must be <= 9223372036854775807, got 1180591620717411303424"),
+        ("data.split_seed", -1, "data.split_seed must be >= 0, got -1"),
     ],
 )
 def test_bad_value_names_the_dotted_key(key, value, fragment):

@@ -107,3 +107,14 @@ def test_with_standardize_the_log_says_the_loss_is_in_standardized_units(workdir
     write_params(workdir, default_params())
     assert run_module(workdir, "prepare").returncode == 0
     assert "standardized" not in run_module(workdir, "train", "linear").stdout
+
+
+def test_a_model_too_large_for_memory_is_one_line_not_a_traceback(workdir):
+    params = default_params()
+    params["models"]["mlp"]["hidden"] = [10**11]  # 400 GB of weights
+    write_params(workdir, params)
+    assert run_module(workdir, "prepare").returncode == 0
+    result = run_module(workdir, "train", "mlp")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == ("error: out of memory (tried to allocate 400000000000 bytes); lower the models' hidden "
+                             "sizes or batch_size, or use fewer rows (STAGES_DEBUG=1 shows where)\n")
