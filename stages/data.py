@@ -222,7 +222,10 @@ def _numeric_column(path: Path, frame, name: str, n_columns: int) -> np.ndarray:
         bad = as_number.isna() & ~empty
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-            raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {column.iloc[row - 1]!r} is not a number")
+            cell = column.iloc[row - 1]
+            # The header again further down: files joined with `cat`, each with its header row.
+            hint = "; it repeats the header: remove that line" if str(cell).strip() == name.strip() else ""
+            raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {cell!r} is not a number{hint}")
         column = as_number.where(~empty)
     values = column.to_numpy(dtype=np.float64, na_value=np.nan)
     missing = np.isnan(values)

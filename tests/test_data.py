@@ -114,6 +114,8 @@ def test_a_quoted_comma_in_a_column_not_read_is_no_extra_field(tmp_path):
         ("x;y\n1;2\n", "looks like it uses ';' or tabs"),
         ("x,y,x\n1,2,3\n", "header names column 'x' more than once"),
         ("x,y\n1,2\n3,abc\n", "row 2 (line 3), column 'y': 'abc' is not a number"),
+        ("x,y\n1,2\nx,y\n3,4\n", "row 2 (line 3), column 'x': 'x' is not a number; it repeats the header: remove "
+         "that line"),
         ("x,y\n1,2\n,4\n", "row 2 (line 3), column 'x': the cell is empty"),
         ("x,y\n1,inf\n", "row 1 (line 2), column 'y': inf is not a finite number"),
         ("x,y\n1,2\n1.7e308,3\n", "row 2 (line 3), column 'x': 1.7e+308 is too large to compute with (beyond "
