@@ -166,6 +166,8 @@ LISTED_COLUMNS = 20  # a message lists at most this many of the header's columns
 def _column_hint(name: str, header: list[str]) -> str:
     """What to say about a column name that is not in the header: the likely intended column, the
     columns there are (the first LISTED_COLUMNS), or the delimiter the file seems to use."""
+    if header and header[0].lower().startswith("sep="):
+        return f"the first line, {','.join(header)!r}, is Excel's separator hint, not the header: delete that line"
     if len(header) == 1 and any(sep in header[0] for sep in (";", "\t")):
         return (f"the header is a single column, {header[0]!r}, so the file looks like it uses ';' or tabs "
                 "instead of commas")

@@ -112,6 +112,9 @@ def test_a_quoted_comma_in_a_column_not_read_is_no_extra_field(tmp_path):
         ("x," + ",".join(f"c{i}" for i in range(30)) + "\n" + "1," * 30 + "1\n",
          "column 'y' not found; the columns are 'x', " + ", ".join(f"'c{i}'" for i in range(19)) + " and 11 more"),
         ("x;y\n1;2\n", "looks like it uses ';' or tabs"),
+        ("sep=,\nx,y\n1,2\n", "column 'x' not found; the first line, 'sep=,', is Excel's separator hint, not the "
+         "header: delete that line"),
+        ("sep=;\nx;y\n1;2\n", "the first line, 'sep=;', is Excel's separator hint"),
         ("x,y,x\n1,2,3\n", "header names column 'x' more than once"),
         ("x,y\n1,2\n3,abc\n", "row 2 (line 3), column 'y': 'abc' is not a number"),
         ("x,y\n1,2\nx,y\n3,4\n", "row 2 (line 3), column 'x': 'x' is not a number; it repeats the header: remove "
