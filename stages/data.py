@@ -122,10 +122,12 @@ def _check_is_text(path: Path, named_by: str) -> None:
             if bad >= 0:
                 _refuse_known_formats(path, start)  # binary: say what it is, when its first bytes tell
                 what = "a NUL byte" if data[bad] == 0 else f"byte 0x{data[bad]:02x}, not UTF-8 text"
+                # A stray byte in text is usually another encoding (Windows-1252, Latin-1): say how to convert.
+                fix = "" if data[bad] == 0 else " (save it as UTF-8; in Excel: 'CSV UTF-8')"
                 line = lines + data.count(b"\n", 0, bad)
                 raise UserError(
                     f"{path}: line {line}, byte offset {offset + bad}: {what}; "
-                    "this is not a UTF-8 text CSV file"
+                    f"this is not a UTF-8 text CSV file{fix}"
                 )
             lines += data.count(b"\n")
             offset += len(data)
