@@ -67,6 +67,9 @@ def loss_csv(losses: list[float], limit: int = 2000) -> str:
     return "epoch,loss\n" + "".join(f"{epoch},{losses[epoch - 1]!r}\n" for epoch in epochs)
 
 
+LOGGED_WEIGHTS = 20  # a wide linear model logs its first weights; all of them are in models/<name>.json
+
+
 def _check_representable(X, y, split, dtype: str) -> None:
     """Refuse training data that the conversion to `dtype` ruined (float32 holds magnitudes up to ~3.4e38
     and about 7 significant digits), rather than training on infinities or on a column turned constant."""
@@ -155,8 +158,11 @@ def main(argv: list[str] | None = None) -> None:
         card["coefficients"] = models.linear_coefficients(model, split.features, split.scaling)
         card["least_squares_mse"] = least_squares_mse
         *weights, (intercept_key, intercept) = card["coefficients"].items()
-        for feature, value in weights:
+        for feature, value in weights[:LOGGED_WEIGHTS]:
             print(f"train@{spec.name}: final w ({feature}): {value:.3f}")
+        if len(weights) > LOGGED_WEIGHTS:
+            print(f"train@{spec.name}: ... and {len(weights) - LOGGED_WEIGHTS} more weights in "
+                  f"{MODELS_DIR / spec.name}.json")
         print(f"train@{spec.name}: final b ({intercept_key}): {intercept:.3f}")
     meta = {
         "name": spec.name,

@@ -118,3 +118,21 @@ def test_a_model_too_large_for_memory_is_one_line_not_a_traceback(workdir):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr == ("error: out of memory (tried to allocate 400000000000 bytes); lower the models' hidden "
                              "sizes or batch_size, or use fewer rows (STAGES_DEBUG=1 shows where)\n")
+
+
+def test_a_wide_linear_model_logs_its_first_20_weights_and_says_where_the_rest_are(workdir):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((50, 25))
+    names = [f"f{j}" for j in range(25)]
+    rows = "".join(",".join(map(repr, [*row, float(row.sum())])) + "\n" for row in X)
+    (workdir / "data" / "wide.csv").write_text(",".join([*names, "y"]) + "\n" + rows)
+    params = default_params(path="data/wide.csv", features=names)
+    params["models"]["linear"] = {"kind": "linear", "solver": "exact"}
+    write_params(workdir, params)
+    assert run_module(workdir, "prepare").returncode == 0
+    result = run_module(workdir, "train", "linear")
+    assert result.returncode == 0, result.stderr
+    logged = [line for line in result.stdout.splitlines() if "final w" in line]
+    assert [line.split("(")[1].split(")")[0] for line in logged] == names[:20]
+    assert "train@linear: ... and 5 more weights in models/linear.json" in result.stdout
+    assert len(json.loads((workdir / "models" / "linear.json").read_text())["coefficients"]) == 26
