@@ -124,7 +124,7 @@ def test_a_wide_linear_model_logs_its_first_20_weights_and_says_where_the_rest_a
     rng = np.random.default_rng(3)
     X = rng.standard_normal((50, 25))
     names = [f"f{j}" for j in range(25)]
-    rows = "".join(",".join(map(repr, [*row, float(row.sum())])) + "\n" for row in X)
+    rows = "".join(",".join(map(repr, [*row.tolist(), float(row.sum())])) + "\n" for row in X)
     (workdir / "data" / "wide.csv").write_text(",".join([*names, "y"]) + "\n" + rows)
     params = default_params(path="data/wide.csv", features=names)
     params["models"]["linear"] = {"kind": "linear", "solver": "exact"}
