@@ -216,6 +216,22 @@ LARGEST_VALUE = 1e150
 SMALLEST_SPREAD = 1e-150  # and a column whose values differ by less would look constant once squared
 
 
+def _cell_hint(cell: str, name: str) -> str:
+    """How to fix a cell that is not a number, when its spelling says what it is meant to be."""
+    text = cell.strip()
+    if text == name.strip():  # the header again further down: files joined with `cat`, each with its header
+        return "; it repeats the header: remove that line"
+    if text.lower() in ("true", "false", "yes", "no"):
+        return "; write yes/no values as 1 and 0"
+    if re.fullmatch(r"[-+]?\d[\d,]*(\.\d+)?", text) or re.fullmatch(r"[-+]?\d+,\d+", text):
+        return "; numbers need '.' as the decimal mark and no thousands separators, e.g. 1234.5"
+    if re.fullmatch(r"[-+]?\d+(\.\d+)?\s*%", text):
+        return "; write percentages as plain numbers, e.g. 5 or 0.05"
+    if re.fullmatch(r"[-+]?[$€£¥]\s*[-+]?\d[\d,]*(\.\d+)?", text):
+        return "; remove the currency symbol"
+    return ""
+
+
 def _numeric_column(path: Path, frame, name: str, n_columns: int) -> np.ndarray:
     import pandas as pd
 
@@ -227,9 +243,9 @@ def _numeric_column(path: Path, frame, name: str, n_columns: int) -> np.ndarray:
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
             cell = column.iloc[row - 1]
-            # The header again further down: files joined with `cat`, each with its header row.
-            hint = "; it repeats the header: remove that line" if str(cell).strip() == name.strip() else ""
-            raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {cell!r} is not a number{hint}")
+            raise UserError(
+                f"{path}: {_where(path, row)}, column {name!r}: {cell!r} is not a number{_cell_hint(str(cell), name)}"
+            )
         column = as_number.where(~empty)
     values = column.to_numpy(dtype=np.float64, na_value=np.nan)
     missing = np.isnan(values)

@@ -68,6 +68,12 @@ def test_unused_columns_may_be_unnamed_or_repeated(tmp_path, content):
     assert table.X[:, 0].tolist() == [1.0, 2.0] and table.y.tolist() == [3.0, 5.0]
 
 
+def test_a_column_of_only_true_and_false_reads_as_1_and_0(tmp_path):
+    # pandas' own reading of a boolean column; mixed with numbers, 'true' is refused (see above)
+    table = read_table(write(tmp_path, "x,y\n1,true\n2,false\n3,True\n"), ("x",), "y")
+    assert table.y.tolist() == [1.0, 0.0, 1.0]
+
+
 def test_columns_not_read_are_not_held_in_memory(tmp_path):
     # 20 MB of text in a column nobody asked for: only x and y are parsed (pandas' usecols, after a scan
     # shows no row has too many fields), so the peak stays far below the size of that column.
@@ -119,6 +125,14 @@ def test_a_quoted_comma_in_a_column_not_read_is_no_extra_field(tmp_path):
         ("x,y\n1,2\n3,abc\n", "row 2 (line 3), column 'y': 'abc' is not a number"),
         ("x,y\n1,2\nx,y\n3,4\n", "row 2 (line 3), column 'x': 'x' is not a number; it repeats the header: remove "
          "that line"),
+        ("x,y\n1,5\n2,true\n", "row 2 (line 3), column 'y': 'true' is not a number; write yes/no values as 1 and 0"),
+        ("x,y\n1,5\n2,no\n", "row 2 (line 3), column 'y': 'no' is not a number; write yes/no values as 1 and 0"),
+        ('x,y\n1,"1,234.5"\n', "column 'y': '1,234.5' is not a number; numbers need '.' as the decimal mark and no "
+         "thousands separators, e.g. 1234.5"),
+        ('x,y\n1,"2,5"\n', "column 'y': '2,5' is not a number; numbers need '.' as the decimal mark"),
+        ("x,y\n1,5%\n", "column 'y': '5%' is not a number; write percentages as plain numbers, e.g. 5 or 0.05"),
+        ("x,y\n1,$12.50\n", "column 'y': '$12.50' is not a number; remove the currency symbol"),
+        ("x,y\n1,twelve\n", "column 'y': 'twelve' is not a number"),
         ("x,y\n1,2\n,4\n", "row 2 (line 3), column 'x': the cell is empty"),
         ("x,y\n1,inf\n", "row 1 (line 2), column 'y': inf is not a finite number"),
         ("x,y\n1,2\n1.7e308,3\n", "row 2 (line 3), column 'x': 1.7e+308 is too large to compute with (beyond "
