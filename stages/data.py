@@ -223,7 +223,7 @@ def _cell_hint(cell: str, name: str) -> str:
         return "; it repeats the header: remove that line"
     if text.lower() in ("true", "false", "yes", "no"):
         return "; write yes/no values as 1 and 0"
-    if re.fullmatch(r"[-+]?\d[\d,]*(\.\d+)?", text) or re.fullmatch(r"[-+]?\d+,\d+", text):
+    if re.fullmatch(r"[-+]?\d[\d,]*(\.\d+)?", text):  # 1,234.5 or a decimal comma, 2,5
         return "; numbers need '.' as the decimal mark and no thousands separators, e.g. 1234.5"
     if re.fullmatch(r"[-+]?\d+(\.\d+)?\s*%", text):
         return "; write percentages as plain numbers, e.g. 5 or 0.05"
