@@ -21,6 +21,7 @@ import numpy as np
 from stages.errors import UserError
 
 PREPARED_DIR = Path("data/prepared")
+PREDICTIONS_DIR = Path("predictions")  # predictions/<model>.npy: every prepared row, original units
 MIN_TRAIN_ROWS = 2
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.data import PREPARED_DIR, read_split, sample_rows
+from stages.data import PREDICTIONS_DIR, PREPARED_DIR, read_split, sample_rows
 from stages.errors import UserError, run_stage
 from stages.io import write_json, write_text
 from stages.metrics import optimality_gap, regression_metrics
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)  # validate params.yaml
     params.model(args.model)  # and that the model is in it
     split = read_split(args.prepared, mmap=True)  # the features are never read here
-    predictions_path = Path("predictions") / f"{args.model}.npy"
+    predictions_path = PREDICTIONS_DIR / f"{args.model}.npy"
     card_path = Path("models") / f"{args.model}.json"
     try:
         predicted_all = np.load(predictions_path)

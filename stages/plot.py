@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.data import PREPARED_DIR, Split, read_split, sample_rows
+from stages.data import PREDICTIONS_DIR, PREPARED_DIR, Split, read_split, sample_rows
 from stages.errors import UserError, run_stage
 from stages.io import write_bytes
 from stages.params import load_params
@@ -119,9 +119,6 @@ def png_bytes(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, metadata=PNG_METADATA)
     return buffer.getvalue()
-
-
-PREDICTIONS_DIR = Path("predictions")
 
 
 def leftover_predictions(models: list[str], folder: Path = PREDICTIONS_DIR) -> list[Path]:

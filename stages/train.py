@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.data import PREPARED_DIR, read_split
+from stages.data import PREDICTIONS_DIR, PREPARED_DIR, read_split
 from stages.errors import UserError, run_stage
 from stages.io import atomic_open, write_bytes, write_json, write_text
 from stages.params import ModelSpec, load_params
 
 MODELS_DIR = Path("models")
-PREDICTIONS_DIR = Path("predictions")
 LOSS_DIR = Path("plots/loss")
 
 
