@@ -1,6 +1,12 @@
 """DVC stages of the regression pipeline; each module runs as `python -m stages.<name>`."""
 import importlib.util
+import os
 import sys
+
+# MKL, torch's BLAS and LAPACK, picks its code path by CPU, and AVX-512, AVX2 and AMD machines round
+# differently: a dvc.lock made on one would not reproduce on another. COMPATIBLE is the branch of its
+# conditional numerical reproducibility that every x86-64 CPU runs. Set before torch is imported.
+os.environ["MKL_CBWR"] = "COMPATIBLE"
 
 # Stage commands say `python`: run outside the project's environment, that is another interpreter, and
 # the first import would fail with a traceback. Say which interpreter and what to do instead.

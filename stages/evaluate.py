@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from stages.data import PREDICTIONS_DIR, PREPARED_DIR, read_split, sample_rows
+from stages import paths
 from stages.errors import UserError, run_stage
 from stages.io import write_json, write_text
 from stages.metrics import optimality_gap, regression_metrics
 from stages.params import load_params
+from stages.paths import PREPARED_DIR
+from stages.prepared import read_split, sample_rows
 
-METRICS_DIR = Path("metrics")
-PREDICTED_DIR = Path("plots/predicted")
 PLOT_ROWS = 2000  # per split: enough for a scatter in `dvc plots`, small enough for git and a browser
 
 
@@ -51,6 +50,35 @@ def fit_warning(model: str, standardize: bool, metrics: dict) -> str | None:
     return f"evaluate@{model}: warning: {problem}; {', or '.join(advice)}"
 
 
+def score(y_train: np.ndarray, y_test: np.ndarray, predictions: np.ndarray, card: dict) -> tuple[dict, str]:
+    """Metrics per split (train, and test when there are test rows; a linear model's optimality gap and
+    coefficients from its card) and the predicted-vs-actual plot data. `predictions` are the training
+    rows' then the test rows', as `train` writes them."""
+    n_train = len(y_train)
+    actual = {"train": y_train}
+    predicted = {"train": predictions[:n_train]}
+    if len(y_test):
+        actual["test"], predicted["test"] = y_test, predictions[n_train:]
+    metrics: dict = {name: regression_metrics(actual[name], predicted[name]) for name in actual}
+    if card["architecture"]["kind"] == "linear":
+        metrics["train"]["optimality_gap"] = optimality_gap(metrics["train"]["mse"], card["least_squares_mse"], y_train)
+        metrics["coefficients"] = card["coefficients"]
+    return metrics, predicted_csv(actual, predicted)
+
+
+def metric_lines(model: str, metrics: dict, rows: dict[str, int]) -> list[str]:
+    """The log's line per split scored; `rows`: the row count of each split."""
+    lines = []
+    for name in ("train", "test"):
+        if name not in metrics:
+            continue
+        scores, n_rows = metrics[name], rows[name]
+        r2 = "n/a" if scores["r2"] is None else f"{scores['r2']:.4f}"
+        lines.append(f"evaluate@{model}: {name} ({n_rows} rows): mse {scores['mse']:.6g}, "
+                     f"rmse {scores['rmse']:.6g}, mae {scores['mae']:.6g}, r2 {r2}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__)
     parser.add_argument("model", help="name of the model under `models:` in params.yaml")
@@ -61,35 +89,19 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)  # validate params.yaml
     params.model(args.model)  # and that the model is in it
     split = read_split(args.prepared, mmap=True)  # the features are never read here
-    predictions_path = PREDICTIONS_DIR / f"{args.model}.npy"
-    card_path = Path("models") / f"{args.model}.json"
+    predictions_path, card_path = paths.predictions_file(args.model), paths.model_card(args.model)
     try:
-        predicted_all = np.load(predictions_path)
+        predictions = np.load(predictions_path)
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise UserError(f"{err.filename}: missing; run `dvc repro train@{args.model}` first") from None
-    n_train = len(split.y_train)
-    if len(predicted_all) != n_train + len(split.y_test):
+    if len(predictions) != len(split.y_train) + len(split.y_test):
         raise UserError(f"{predictions_path}: does not match {args.prepared}; run `dvc repro train@{args.model}`")
 
-    actual = {"train": split.y_train}
-    predicted = {"train": predicted_all[:n_train]}
-    if len(split.y_test):
-        actual["test"], predicted["test"] = split.y_test, predicted_all[n_train:]
-    metrics: dict = {name: regression_metrics(actual[name], predicted[name]) for name in actual}
-    if card["architecture"]["kind"] == "linear":
-        metrics["train"]["optimality_gap"] = optimality_gap(
-            metrics["train"]["mse"], card["least_squares_mse"], split.y_train
-        )
-        metrics["coefficients"] = card["coefficients"]
-
-    write_json(METRICS_DIR / f"{args.model}.json", metrics)
-    write_text(PREDICTED_DIR / f"{args.model}.csv", predicted_csv(actual, predicted))
-    for name, values in actual.items():
-        scores = metrics[name]
-        r2 = "n/a" if scores["r2"] is None else f"{scores['r2']:.4f}"
-        print(f"evaluate@{args.model}: {name} ({len(values)} rows): mse {scores['mse']:.6g}, "
-              f"rmse {scores['rmse']:.6g}, mae {scores['mae']:.6g}, r2 {r2}")
+    metrics, plot_data = score(split.y_train, split.y_test, predictions, card)
+    write_json(paths.metrics_file(args.model), metrics)
+    write_text(paths.predicted_file(args.model), plot_data)
+    print("\n".join(metric_lines(args.model, metrics, {"train": len(split.y_train), "test": len(split.y_test)})))
     warning = fit_warning(args.model, params.data.standardize, metrics)
     if warning:
         print(warning, file=sys.stderr)

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.data import Scaling
 from stages.errors import UserError
 from stages.params import ModelSpec
+from stages.prepared import Scaling
 
 MODEL_FORMAT = 1
 # Rows per block wherever a whole-table temporary would double the memory (scaling, prediction).

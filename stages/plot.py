@@ -1,8 +1,10 @@
 """Stage `plot`: the figure of the data with every model's fitted curve (predicted vs actual when there
-are several features), and a predicted-vs-actual figure, as PNG files."""
+are several features), a predicted-vs-actual figure, as PNG files, and every model's loss per epoch in
+one file for DVC's overlay chart."""
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import shlex
 import sys
@@ -10,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.data import PREDICTIONS_DIR, PREPARED_DIR, Split, read_split, sample_rows
+from stages import paths
 from stages.errors import UserError, run_stage
-from stages.io import write_bytes
+from stages.io import write_bytes, write_text
 from stages.params import load_params
+from stages.paths import PREPARED_DIR
+from stages.prepared import Split, read_split, sample_rows
 
-PLOTS_DIR = Path("plots")
 # Drop the matplotlib version from the PNG so a matplotlib upgrade alone does not change the bytes.
 PNG_METADATA = {"Software": None}
 SCATTER_LIMIT = 5000  # more rows than this are drawn as a sample (fit) or a density (predicted vs actual)
@@ -121,15 +124,48 @@ def png_bytes(fig) -> bytes:
     return buffer.getvalue()
 
 
-def leftover_predictions(models: list[str], folder: Path = PREDICTIONS_DIR) -> list[Path]:
-    """Files in the predictions folder that are no current model's predictions (nor DVC's .gitignore).
+def draw(split: Split, predictions: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
+    """The two figures as PNG bytes: (fit, predicted vs actual). With several features there is no curve
+    to draw, so the fit figure is the predicted-vs-actual one (drawn once)."""
+    import matplotlib
 
-    The plot stage depends on the whole folder, so DVC hashes every file in it: a model removed from (or
-    renamed in) params.yaml leaves its .npy there, and dvc.lock would record a folder that a clean
-    checkout, which never has that file, cannot reproduce.
+    matplotlib.use("Agg")
+    predicted_vs_actual = png_bytes(predicted_vs_actual_figure(split, predictions))
+    fit = png_bytes(fitted_curves_figure(split, predictions)) if len(split.features) == 1 else predicted_vs_actual
+    return fit, predicted_vs_actual
+
+
+def overlay_losses(losses: dict[str, str]) -> str:
+    """Every model's loss CSV (as `train` writes it: a header, then one row per epoch) in one long table
+    with a `model` column first, models in params.yaml's order; a column one model lacks stays empty."""
+    tables = {name: list(csv.reader(io.StringIO(text))) for name, text in losses.items()}
+    columns: list[str] = []
+    for rows in tables.values():
+        columns += [column for column in rows[0] if column not in columns]
+    lines = [",".join(["model", *columns])]
+    for name, (header, *rows) in tables.items():
+        where = [header.index(column) if column in header else None for column in columns]
+        lines += [",".join([name, *("" if i is None else row[i] for i in where)]) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def leftover_files(models: list[str]) -> list[Path]:
+    """Files in the predictions and loss folders that belong to no current model (DVC's .gitignore aside).
+
+    The plot stage depends on both whole folders, so DVC hashes every file in them: a model removed from
+    (or renamed in) params.yaml leaves its files there, and dvc.lock would record folders that a clean
+    checkout, which never has those files, cannot reproduce.
     """
-    expected = {f"{name}.npy" for name in models} | {".gitignore"}
-    return sorted(path for path in folder.iterdir() if path.name not in expected) if folder.is_dir() else []
+    expected = {paths.predictions_file(name) for name in models} | {paths.loss_file(name) for name in models}
+    return sorted(path for folder in (paths.PREDICTIONS_DIR, paths.LOSS_DIR) if folder.is_dir()
+                  for path in folder.iterdir() if path.name != ".gitignore" and path not in expected)
+
+
+def _read(path: Path, model: str, load):
+    try:
+        return load(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; run `dvc repro train@{model}` first") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,33 +176,24 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
     split = read_split(args.prepared, mmap=True)
-    leftovers = leftover_predictions(list(params.models))
+    leftovers = leftover_files(list(params.models))
     if leftovers:
         listed = " ".join(shlex.quote(str(path)) for path in leftovers)
         raise UserError(
-            f"{listed}: not the predictions of a model in {params.source} ({', '.join(params.models)}); "
+            f"{listed}: not the output of a model in {params.source} ({', '.join(params.models)}); "
             f"delete {'it' if len(leftovers) == 1 else 'them'} (rm -r {listed}): this stage depends on the "
-            f"whole {PREDICTIONS_DIR}/ folder, so a leftover would make dvc.lock differ from a clean checkout"
+            f"whole {paths.PREDICTIONS_DIR}/ and {paths.LOSS_DIR}/ folders, so a leftover would make dvc.lock "
+            "differ from a clean checkout"
         )
-    predictions = {}
-    for name in params.models:
-        path = PREDICTIONS_DIR / f"{name}.npy"
-        try:
-            predictions[name] = np.load(path)
-        except FileNotFoundError:
-            raise UserError(f"{path}: missing; run `dvc repro train@{name}` first") from None
+    predictions = {name: _read(paths.predictions_file(name), name, np.load) for name in params.models}
+    losses = {name: _read(paths.loss_file(name), name, lambda p: p.read_text(encoding="utf-8"))
+              for name in params.models}
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    predicted_vs_actual = predicted_vs_actual_figure(split, predictions)
-    # With several features there is no curve to draw: the fit figure is predicted vs actual too (drawn once).
-    predicted_vs_actual_png = png_bytes(predicted_vs_actual)
-    one_feature = len(split.features) == 1
-    fit_png = png_bytes(fitted_curves_figure(split, predictions)) if one_feature else predicted_vs_actual_png
-    write_bytes(PLOTS_DIR / "fit.png", fit_png)
-    write_bytes(PLOTS_DIR / "predicted_vs_actual.png", predicted_vs_actual_png)
-    print(f"plot: wrote {PLOTS_DIR / 'fit.png'} and {PLOTS_DIR / 'predicted_vs_actual.png'}")
+    fit_png, predicted_png = draw(split, predictions)
+    write_bytes(paths.FIT_FIGURE, fit_png)
+    write_bytes(paths.PREDICTED_FIGURE, predicted_png)
+    write_text(paths.LOSSES_FILE, overlay_losses(losses))
+    print(f"plot: wrote {paths.FIT_FIGURE}, {paths.PREDICTED_FIGURE} and {paths.LOSSES_FILE}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.data import is_blank_record, read_columns, read_header
+from stages.csv_input import is_blank_record, read_columns, read_header
 from stages.errors import UserError, run_stage
 from stages.io import atomic_open
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from stages import models
-    from stages.data import Scaling
+    from stages.prepared import Scaling
 
     torch.set_num_threads(1)
     model, saved = models.load_model(args.model)

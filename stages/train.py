@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from stages.data import PREDICTIONS_DIR, PREPARED_DIR, read_split
+from stages import paths
 from stages.errors import UserError, run_stage
 from stages.io import atomic_open, write_bytes, write_json, write_text
-from stages.params import ModelSpec, load_params
-
-MODELS_DIR = Path("models")
-LOSS_DIR = Path("plots/loss")
+from stages.params import ModelSpec, TrainParams, load_params
+from stages.paths import PREPARED_DIR
+from stages.prepared import Split, read_split
 
 
 class EpochLog:
@@ -26,10 +25,7 @@ class EpochLog:
         self.spec, self.log_every = spec, log_every
         self.exact = spec.method == "exact"
         self.bar = None
-        if sys.stderr.isatty() and not self.exact:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=spec.epochs, desc=f"train@{spec.name}", unit="epoch")
+        self.draw_bar = sys.stderr.isatty() and not self.exact  # drawn from the first epoch, below the set-up lines
         self.started = self.last = time.perf_counter()
         self.last_epoch = 0
 
@@ -37,7 +33,11 @@ class EpochLog:
         name = self.spec.name
         if self.exact:
             print(f"train@{name}: least squares solved exactly (SVD, float64), loss {loss:.6f}", flush=True)
-        elif self.bar is not None:
+        elif self.draw_bar:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=self.spec.epochs, desc=f"train@{name}", unit="epoch")
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
         elif epoch == 1 or epoch % self.log_every == 0 or epoch == self.spec.epochs:
@@ -85,60 +85,55 @@ def _check_representable(X, y, split, dtype: str) -> None:
             )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__)
-    parser.add_argument("model", help="name of the model under `models:` in params.yaml")
-    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
-    parser.add_argument("--prepared", default=str(PREPARED_DIR), help=f"prepared splits (default: {PREPARED_DIR})")
-    args = parser.parse_args(argv)
+@dataclass(frozen=True)
+class TrainedModel:
+    """Everything `train` writes for one model."""
 
-    params = load_params(args.params)
-    spec = params.model(args.model)
-    split = read_split(args.prepared, mmap=True)
+    model_bytes: bytes  # the .pt file: state_dict and plain metadata
+    card: dict  # models/<name>.json: architecture, layers, parameter count, coefficients of a linear model
+    summary: str  # the table of layers
+    predictions: np.ndarray  # every prepared row (train, then test), original units, float64
+    losses: list[float]  # per epoch
 
-    import torch  # after the cheap checks: importing torch takes seconds
+
+def fit_model(spec: ModelSpec, settings: TrainParams, split: Split, device, say: Callable[[str], None] = print,
+              on_epoch: Callable[[int, float], None] = lambda epoch, loss: None) -> TrainedModel:
+    """Build the model `spec` names, fit it on the training rows (seeded by settings.seed) on `device`,
+    and predict every prepared row. `say` gets the summary and the set-up line before training starts."""
+    import torch
 
     from stages import models, training
 
-    # One intra-op thread: the models are small, more threads only spin against each other (and against
-    # numpy's BLAS pool), and a fixed count keeps results identical from one machine to the next.
-    torch.set_num_threads(1)
-    torch.manual_seed(params.train.seed)
-    device = training.resolve_device(params.train.device, params.source)
-
-    arch = models.architecture(spec, len(split.features), params.train.dtype)
-    dtype = getattr(torch, arch["dtype"])
+    torch.manual_seed(settings.seed)
+    arch = models.architecture(spec, len(split.features), settings.dtype)
     model = models.build_model(arch)
     rows = models.layer_summary(model, len(split.features))
     summary = models.format_summary(spec.name, arch, rows)
-    print(summary)
+    say(summary)
     how = training.describe_training(spec, len(split.y_train))
     where = "cpu" if spec.method == "exact" else device
     # With data.standardize the loss is that of the scaled target: the metrics' MSE over y_std squared.
     units = f"; loss in standardized units (MSE / {split.scaling.y_std:.6g}^2)" if split.scaling else ""
-    print(f"train@{spec.name}: {len(split.y_train)} rows x {len(split.features)} feature(s), {how}, "
-          f"{arch['dtype']} on {where}{units}", flush=True)
+    say(f"train@{spec.name}: {len(split.y_train)} rows x {len(split.features)} feature(s), {how}, "
+        f"{arch['dtype']} on {where}{units}")
 
     if spec.method == "exact":
         # Straight from the mapped float64 rows in blocks: one pass of QR, no tensor of the table.
-        log = EpochLog(spec, params.train.log_every)
-        history, least_squares = training.fit_exact(model, split.X_train, split.y_train, split.scaling, log)
-        log.close()
+        history, least_squares = training.fit_exact(model, split.X_train, split.y_train, split.scaling, on_epoch)
         least_squares_mse = least_squares.mse
         train_predictions = models.predict(model, split.X_train, split.scaling)
     else:
         if spec.kind == "linear":
             # The reference for evaluate's optimality gap: float64 least squares, original units.
             least_squares_mse = training.solve_least_squares(split.X_train, split.y_train).mse
+        dtype = getattr(torch, arch["dtype"])
         X = models.scaled_tensor(split.X_train, split.scaling, dtype)
         y = models.scaled_target(split.y_train, split.scaling, dtype)
         _check_representable(X, y, split, arch["dtype"])
         X, y = X.to(device), y.to(device)
         model.to(device)
         split = replace(split, X_train=None, y_train=None)  # drop the float64 copy; the tensor has the rows
-        log = EpochLog(spec, params.train.log_every)
-        history = training.train_model(model, X, y, spec, seed=params.train.seed, on_epoch=log)
-        log.close()
+        history = training.train_model(model, X, y, spec, seed=settings.seed, on_epoch=on_epoch)
         train_predictions = models.unscale_target(models.model_outputs(model, X), split.scaling)
         del X, y
         model.cpu()
@@ -156,13 +151,6 @@ def main(argv: list[str] | None = None) -> None:
     if spec.kind == "linear":
         card["coefficients"] = models.linear_coefficients(model, split.features, split.scaling)
         card["least_squares_mse"] = least_squares_mse
-        *weights, (intercept_key, intercept) = card["coefficients"].items()
-        for feature, value in weights[:LOGGED_WEIGHTS]:
-            print(f"train@{spec.name}: final w ({feature}): {value:.3f}")
-        if len(weights) > LOGGED_WEIGHTS:
-            print(f"train@{spec.name}: ... and {len(weights) - LOGGED_WEIGHTS} more weights in "
-                  f"{MODELS_DIR / spec.name}.json")
-        print(f"train@{spec.name}: final b ({intercept_key}): {intercept:.3f}")
     meta = {
         "name": spec.name,
         "architecture": arch,
@@ -170,12 +158,49 @@ def main(argv: list[str] | None = None) -> None:
         "target": split.target,
         "scaling": split.scaling.to_dict() if split.scaling else None,
     }
-    write_bytes(MODELS_DIR / f"{spec.name}.pt", models.model_bytes(model, meta))
-    write_json(MODELS_DIR / f"{spec.name}.json", card)
-    write_text(MODELS_DIR / f"{spec.name}.summary.txt", summary)
-    with atomic_open(PREDICTIONS_DIR / f"{spec.name}.npy") as handle:
-        np.save(handle, predictions)
-    write_text(LOSS_DIR / f"{spec.name}.csv", loss_csv(history.losses))
+    return TrainedModel(models.model_bytes(model, meta), card, summary, predictions, history.losses)
+
+
+def coefficient_lines(name: str, coefficients: dict) -> list[str]:
+    """The log's final w per feature (the first LOGGED_WEIGHTS) and b of a linear model."""
+    *weights, (intercept_key, intercept) = coefficients.items()
+    lines = [f"train@{name}: final w ({feature}): {value:.3f}" for feature, value in weights[:LOGGED_WEIGHTS]]
+    if len(weights) > LOGGED_WEIGHTS:
+        lines.append(f"train@{name}: ... and {len(weights) - LOGGED_WEIGHTS} more weights in {paths.model_card(name)}")
+    return [*lines, f"train@{name}: final b ({intercept_key}): {intercept:.3f}"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__)
+    parser.add_argument("model", help="name of the model under `models:` in params.yaml")
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--prepared", default=str(PREPARED_DIR), help=f"prepared splits (default: {PREPARED_DIR})")
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    spec = params.model(args.model)
+    split = read_split(args.prepared, mmap=True)
+
+    import torch  # after the cheap checks: importing torch takes seconds
+
+    from stages.training import resolve_device
+
+    # One intra-op thread: the models are small, more threads only spin against each other (and against
+    # numpy's BLAS pool), and a fixed count keeps results identical from one machine to the next.
+    torch.set_num_threads(1)
+    device = resolve_device(params.train.device, params.source)
+    log = EpochLog(spec, params.train.log_every)
+    trained = fit_model(spec, params.train, split, device, say=lambda line: print(line, flush=True), on_epoch=log)
+    log.close()
+    if "coefficients" in trained.card:
+        print("\n".join(coefficient_lines(spec.name, trained.card["coefficients"])))
+
+    write_bytes(paths.model_file(spec.name), trained.model_bytes)
+    write_json(paths.model_card(spec.name), trained.card)
+    write_text(paths.model_summary(spec.name), trained.summary)
+    with atomic_open(paths.predictions_file(spec.name)) as handle:
+        np.save(handle, trained.predictions)
+    write_text(paths.loss_file(spec.name), loss_csv(trained.losses))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.data import Scaling
 from stages.errors import UserError
 from stages.models import set_linear_coefficients
 from stages.params import ModelSpec
+from stages.prepared import Scaling
 
 # A run whose last epoch's loss is this many times its first has blown up, even if no value overflowed
 # (Adam's bounded steps keep the loss finite at lr = 1e12, but the model is garbage).

@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from tests.conftest import default_params, run_module, write_params
+from tests.helpers import default_params, run_module, write_params
 
 
 def test_prepare_writes_the_splits_and_meta(workdir):
@@ -38,7 +38,7 @@ def test_bad_csv_exits_2_with_one_line_and_writes_nothing(workdir):
 
 def test_debug_env_shows_the_traceback(workdir):
     (workdir / "data" / "seed.csv").write_text("x,y\n")
-    from tests.conftest import stage_env
+    from tests.helpers import stage_env
 
     env = {**stage_env(), "STAGES_DEBUG": "1"}
     result = run_module(workdir, "prepare", env=env)

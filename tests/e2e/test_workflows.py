@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clone_project, commit, repro, set_param, sh
+from tests.helpers import clone_project, commit, repro, set_param, sh
 
 pytestmark = pytest.mark.slow
 

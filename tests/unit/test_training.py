@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from stages import models, training
-from stages.data import Scaling
 from stages.errors import UserError
 from stages.params import ModelSpec
-from tests.seed_models import LINEAR, MLP, X_SEED, Y_SEED, least_squares_mse, train_on
+from stages.prepared import Scaling
+from tests.unit.seed_models import LINEAR, MLP, X_SEED, Y_SEED, least_squares_mse, train_on
 
 
 def test_linear_adam_reaches_the_least_squares_line_on_the_seed_data():
@@ -157,10 +157,10 @@ def test_our_adam_is_bit_identical_to_torch_optim_adam(dtype):
 
 def test_adam_training_does_not_import_torch_dynamo():
     # torch.optim optimizers import torch._dynamo when constructed: about a second per training stage.
-    code = ("import sys; from tests.seed_models import MLP, train_on; train_on(MLP); "
+    code = ("import sys; from tests.unit.seed_models import MLP, train_on; train_on(MLP); "
             "print('torch._dynamo' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.strip() == "False"
 
 

@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from tests.conftest import default_params, run_module, write_params
+from tests.helpers import default_params, run_module, write_params
 
 TRUE_W = np.array([2.0, -0.5, 0.01])
 

@@ -1,12 +1,12 @@
+"""The predict tool as users run it: a trained model applied to a CSV."""
+from __future__ import annotations
+
 import csv
 
 import numpy as np
-import pytest
 
 from stages import models
-from stages.errors import UserError
-from stages.predict import write_with_predictions
-from tests.conftest import default_params, run_module, write_params
+from tests.helpers import default_params, run_module, write_params
 
 
 def test_predict_reproduces_the_training_predictions_of_both_models_exactly(workdir):
@@ -65,10 +65,3 @@ def test_predict_copies_every_record_as_pandas_counts_rows(workdir):
     model, _ = models.load_model(str(workdir / "models" / "linear.pt"))
     expected = models.predict(model, np.array([[2.5], [3.0], [4.0]]), None)
     assert [float(row[3]) for row in rows[1:]] == expected.tolist()
-
-
-def test_rows_and_predictions_out_of_step_write_nothing(tmp_path):
-    (tmp_path / "in.csv").write_text("x\n1\n2\n")
-    with pytest.raises(UserError, match=r"in.csv: 2 records now but 3 rows read before"):
-        write_with_predictions(tmp_path / "in.csv", np.zeros(3), tmp_path / "out.csv")
-    assert list(tmp_path.iterdir()) == [tmp_path / "in.csv"]  # no output, no temporary file

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import clone_project, commit, outputs, repro, set_param, sh, write_params
+from tests.helpers import clone_project, commit, outputs, repro, set_param, sh, write_params
 
 pytestmark = pytest.mark.slow
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from stages import models
-from stages.data import Scaling
 from stages.errors import UserError
-from tests.seed_models import MLP, X_SEED, train_on
+from stages.prepared import Scaling
+from tests.unit.seed_models import MLP, X_SEED, train_on
 
 
 def test_coefficients_are_reported_in_original_units_when_scaled():

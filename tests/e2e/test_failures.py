@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clone_project, outputs, repro, set_param, sh, stage_env
+from tests.helpers import clone_project, outputs, repro, set_param, sh, stage_env
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import yaml
 
 from stages.errors import UserError
 from stages.params import TrainParams, load_params, parse_params
-from tests.conftest import ROOT, default_params
+from tests.helpers import ROOT, default_params
 
 
 def test_project_params_load_with_reference_values():

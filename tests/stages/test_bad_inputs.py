@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import SEED_CSV, default_params, run_module, snapshot, stage_env, write_params
+from tests.helpers import SEED_CSV, default_params, run_module, snapshot, stage_env, write_params
 
-CORPUS = Path(__file__).parent / "corpus"
+CORPUS = Path(__file__).parents[1] / "corpus"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
 ALL_STAGES = ["prepare", "train linear", "train mlp", "evaluate linear", "evaluate mlp", "plot"]
 

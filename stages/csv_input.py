@@ -1,14 +1,13 @@
-"""Reading and checking the user's CSV, splitting rows, and the prepared-split files stages share.
+"""Reading and checking the user's CSV: every message that names a file, row, column or cell.
 
-No torch here: `prepare`, `evaluate` and `plot` import this module and must start fast.
+Only `prepare` (and the `predict` tool) read CSV files: later stages read the prepared split
+(stages/prepared.py) and never import this module, so editing a message here reruns `prepare` alone.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
 import difflib
-import json
-import math
 import re
 import sys
 from collections.abc import Iterator
@@ -20,10 +19,6 @@ import numpy as np
 
 from stages.errors import UserError
 
-PREPARED_DIR = Path("data/prepared")
-PREDICTIONS_DIR = Path("predictions")  # predictions/<model>.npy: every prepared row, original units
-MIN_TRAIN_ROWS = 2
-
 
 @dataclass(frozen=True)
 class Table:
@@ -33,40 +28,6 @@ class Table:
     target: str
     X: np.ndarray
     y: np.ndarray
-
-
-@dataclass(frozen=True)
-class Scaling:
-    """Training-split mean and standard deviation of each feature and of the target."""
-
-    x_mean: tuple[float, ...]
-    x_std: tuple[float, ...]
-    y_mean: float
-    y_std: float
-
-    def to_dict(self) -> dict:
-        return {"x_mean": list(self.x_mean), "x_std": list(self.x_std), "y_mean": self.y_mean, "y_std": self.y_std}
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> Scaling:
-        return cls(tuple(raw["x_mean"]), tuple(raw["x_std"]), raw["y_mean"], raw["y_std"])
-
-    @classmethod
-    def identity(cls, n_features: int) -> Scaling:
-        return cls((0.0,) * n_features, (1.0,) * n_features, 0.0, 1.0)
-
-
-@dataclass(frozen=True)
-class Split:
-    """Train and test rows of a table (test may be empty), with the scaling the models must use."""
-
-    features: tuple[str, ...]
-    target: str
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    scaling: Scaling | None
 
 
 TEXT_SCAN_CHUNK = 1 << 20
@@ -397,86 +358,3 @@ def _parser_problem(message: str) -> str:
     return f"cannot be read as CSV ({message.strip()}); every row needs one field per header column"
 
 
-def split_rows(n_rows: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of the train and test splits, each in file order; test has ceil(test_size * n_rows) rows."""
-    n_test = math.ceil(test_size * n_rows) if test_size > 0 else 0
-    n_train = n_rows - n_test
-    if n_train < MIN_TRAIN_ROWS:
-        raise UserError(
-            f"data: {n_rows} rows with data.test_size {test_size} leave {n_train} training rows; "
-            f"training needs at least {MIN_TRAIN_ROWS}: lower data.test_size or add rows"
-        )
-    order = np.random.default_rng(seed).permutation(n_rows)
-    return np.sort(order[n_test:]), np.sort(order[:n_test])
-
-
-def sample_rows(n_rows: int, limit: int, seed: int = 0) -> np.ndarray:
-    """Indices of at most `limit` rows, in order: all of them, or a seeded random sample (for plots)."""
-    if n_rows <= limit:
-        return np.arange(n_rows)
-    return np.sort(np.random.default_rng(seed).choice(n_rows, size=limit, replace=False))
-
-
-def fit_scaling(table: Table, rows: np.ndarray) -> Scaling:
-    """Mean and population std of each column over the given rows; a constant column is an error."""
-    columns = [*(table.X[rows, j] for j in range(len(table.features))), table.y[rows]]
-    names = [*table.features, table.target]
-    means, stds = [], []
-    for name, values in zip(names, columns, strict=True):
-        std = float(values.std())
-        if not std > 0:
-            raise UserError(
-                f"data: column {name!r} is constant ({values[0]:g}) on the training split, so it cannot be scaled; "
-                "set data.standardize: false or drop the column from data.features"
-            )
-        means.append(float(values.mean()))
-        stds.append(std)
-    return Scaling(tuple(means[:-1]), tuple(stds[:-1]), means[-1], stds[-1])
-
-
-def _take_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """values[rows] as a new row-major float64 array, gathered one column at a time (from a
-    column-major table that is several times faster than values[rows])."""
-    if values.ndim == 1:
-        return np.asarray(values[rows], dtype=np.float64)
-    out = np.empty((len(rows), values.shape[1]), dtype=np.float64)
-    for j in range(values.shape[1]):
-        out[:, j] = values[:, j][rows]
-    return out
-
-
-def write_split(folder: Path, table: Table, train_rows: np.ndarray, test_rows: np.ndarray,
-                scaling: Scaling | None) -> None:
-    """Write the splits as .npy arrays plus meta.json into an (empty, temporary) folder.
-
-    One split array is materialised at a time, so the peak is the table plus its largest split. The
-    arrays are row-major whatever the table's layout.
-    """
-    for name, rows in (("train", train_rows), ("test", test_rows)):
-        for prefix, values in (("X", table.X), ("y", table.y)):
-            with (folder / f"{prefix}_{name}.npy").open("wb") as handle:
-                np.save(handle, _take_rows(values, rows))
-    meta = {
-        "features": list(table.features),
-        "target": table.target,
-        "n_train": int(len(train_rows)),
-        "n_test": int(len(test_rows)),
-        "scaling": scaling.to_dict() if scaling else None,
-    }
-    text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    (folder / "meta.json").write_text(text, encoding="utf-8")
-
-
-def read_split(folder: str | Path = PREPARED_DIR, mmap: bool = False) -> Split:
-    """Load what `prepare` wrote; with mmap=True the arrays are read-only views of the files, paged in
-    as used and released with the Split (so a stage can convert them without holding a second copy)."""
-    folder = Path(folder)
-    mode = "r" if mmap else None
-    try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode=mode)
-                  for name in ("X_train", "y_train", "X_test", "y_test")}
-    except FileNotFoundError as err:
-        raise UserError(f"{err.filename}: missing; run `dvc repro prepare` first") from None
-    scaling = Scaling.from_dict(meta["scaling"]) if meta["scaling"] else None
-    return Split(features=tuple(meta["features"]), target=meta["target"], scaling=scaling, **arrays)

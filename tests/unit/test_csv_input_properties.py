@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages import data
-from stages.data import LARGEST_VALUE, SMALLEST_SPREAD, read_table
+from stages import csv_input
+from stages.csv_input import LARGEST_VALUE, SMALLEST_SPREAD, read_table
 from stages.errors import UserError
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -76,10 +76,10 @@ def test_junk_never_raises_anything_but_user_error(tmp_path, prefix, junk):
 @given(st.text(alphabet=st.sampled_from("0123456789,\n\r"), max_size=60), st.integers(1, 4), st.integers(1, 9))
 def test_the_field_count_scan_agrees_with_splitting_the_lines(tmp_path, monkeypatch, text, n_fields, chunk):
     # Chunks of a few bytes put line ends, commas and runs of lines across chunk boundaries.
-    monkeypatch.setattr(data, "TEXT_SCAN_CHUNK", chunk)
+    monkeypatch.setattr(csv_input, "TEXT_SCAN_CHUNK", chunk)
     path = tmp_path / "t.csv"
     path.write_bytes(text.encode())
     expected = all(line.count(",") < n_fields for line in re.split("[\r\n]", text))
-    assert data._no_line_has_extra_fields(path, n_fields) is expected
+    assert csv_input._no_line_has_extra_fields(path, n_fields) is expected
     path.write_bytes(b'"' + text.encode())
-    assert data._no_line_has_extra_fields(path, n_fields) is False  # quotes: commas may be inside them
+    assert csv_input._no_line_has_extra_fields(path, n_fields) is False  # quotes: commas may be inside them

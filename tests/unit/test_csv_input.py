@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from stages.data import Scaling, fit_scaling, read_split, read_table, split_rows, write_split
+from stages.csv_input import read_table
 from stages.errors import UserError
 
 
@@ -190,56 +190,10 @@ def test_binary_file_is_reported_as_not_text(tmp_path):
 
 
 def test_utf8_split_across_scan_chunks_is_text_and_a_late_bad_byte_is_located(tmp_path, monkeypatch):
-    import stages.data
+    import stages.csv_input
 
-    monkeypatch.setattr(stages.data, "TEXT_SCAN_CHUNK", 5)
+    monkeypatch.setattr(stages.csv_input, "TEXT_SCAN_CHUNK", 5)
     table = read_table(write(tmp_path, "x,y\n1,2\n3,4\n".replace("x", "\u00e9x").encode()), ("\u00e9x",), "y")
     assert table.y.tolist() == [2, 4]
     with pytest.raises(UserError, match="line 4, byte offset 14: byte 0xff"):
         read_table(write(tmp_path, b"x,y\n1,2\n3,4\n5,\xff\n"), ("x",), "y")
-
-
-def test_split_is_deterministic_disjoint_and_in_file_order():
-    train, test = split_rows(10, 0.25, seed=3)
-    again = split_rows(10, 0.25, seed=3)
-    assert train.tolist() == again[0].tolist() and test.tolist() == again[1].tolist()
-    assert len(test) == 3 and len(train) == 7
-    assert sorted([*train, *test]) == list(range(10))
-    assert list(train) == sorted(train) and list(test) == sorted(test)
-    assert split_rows(10, 0.25, seed=4)[1].tolist() != test.tolist()
-
-
-def test_zero_test_size_keeps_every_row_for_training():
-    train, test = split_rows(5, 0.0, seed=0)
-    assert train.tolist() == [0, 1, 2, 3, 4] and test.tolist() == []
-
-
-def test_too_few_training_rows_is_an_error():
-    with pytest.raises(UserError, match="leave 1 training rows; training needs at least 2"):
-        split_rows(3, 0.5, seed=0)
-
-
-def test_scaling_uses_only_training_rows_and_rejects_constant_columns(tmp_path):
-    table = read_table(write(tmp_path, "x,y\n1,10\n3,30\n100,0\n"), ("x",), "y")
-    scaling = fit_scaling(table, np.array([0, 1]))
-    assert scaling == Scaling((2.0,), (1.0,), 20.0, 10.0)
-    flat = read_table(write(tmp_path, "x,y\n1,1\n1,2\n", "flat.csv"), ("x",), "y")
-    with pytest.raises(UserError, match="column 'x' is constant"):
-        fit_scaling(flat, np.array([0, 1]))
-
-
-def test_split_files_round_trip(tmp_path):
-    table = read_table(write(tmp_path, "a,b,t\n1,2,5\n3,4,6\n0.1,1e-300,7\n"), ("a", "b"), "t")
-    scaling = Scaling((1.0, 2.0), (3.0, 4.0), 5.0, 6.0)
-    folder = tmp_path / "prepared"
-    folder.mkdir()
-    write_split(folder, table, np.array([0, 2]), np.array([1]), scaling)
-    back = read_split(folder)
-    assert back.features == ("a", "b") and back.target == "t" and back.scaling == scaling
-    assert back.X_train.tolist() == [[1.0, 2.0], [0.1, 1e-300]] and back.y_train.tolist() == [5.0, 7.0]
-    assert back.X_test.tolist() == [[3.0, 4.0]] and back.y_test.tolist() == [6.0]
-    everything = tmp_path / "all"
-    everything.mkdir()
-    write_split(everything, table, np.arange(3), np.array([], dtype=int), None)
-    back = read_split(everything)
-    assert back.X_train.tolist() == table.X.tolist() and back.X_test.shape == (0, 2) and back.scaling is None

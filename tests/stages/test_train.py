@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import default_params, run_module, write_params
+from tests.helpers import default_params, run_module, write_params
 
 
 def test_train_linear_logs_every_n_epochs_and_final_w_and_b(workdir):
@@ -43,31 +43,6 @@ def test_unknown_model_and_divergence_exit_2_and_write_nothing(workdir):
     assert result.returncode == 2
     assert "models.linear: training diverged at step" in result.stderr and "Traceback" not in result.stderr
     assert not (workdir / "models").exists() and not (workdir / "predictions").exists()
-
-
-def test_epoch_log_draws_a_progress_bar_on_a_terminal_and_plain_lines_otherwise(monkeypatch, capsys):
-    import sys
-
-    from stages.params import ModelSpec
-    from stages.train import EpochLog
-
-    spec = ModelSpec(name="m", kind="mlp", lr=0.1, epochs=4, hidden=(2,))
-    plain = EpochLog(spec, log_every=2)
-    for epoch in range(1, 5):
-        plain(epoch, 1.0 / epoch)
-    plain.close()
-    out = capsys.readouterr()
-    assert [line.split(",")[0] for line in out.out.splitlines()[:3]] == [
-        "train@m: epoch 1/4", "train@m: epoch 2/4", "train@m: epoch 4/4"]
-    assert "/epoch)" in out.out and "train@m: trained in" in out.out and out.err == ""
-
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    bar = EpochLog(spec, log_every=2)
-    for epoch in range(1, 5):
-        bar(epoch, 1.0 / epoch)
-    bar.close()
-    out = capsys.readouterr()
-    assert "epoch 1/4" not in out.out and "4/4" in out.err and "train@m" in out.err
 
 
 @pytest.mark.parametrize(

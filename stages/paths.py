@@ -1,0 +1,44 @@
+"""Where every stage output lives, defined once. dvc.yaml spells the same paths (it cannot import them):
+tests/unit/test_dvc_yaml.py fails when the two drift apart."""
+from __future__ import annotations
+
+from pathlib import Path
+
+PREPARED_DIR = Path("data/prepared")  # prepare: the splits as .npy arrays and meta.json
+MODELS_DIR = Path("models")  # train: <model>.pt, <model>.json (the card), <model>.summary.txt
+PREDICTIONS_DIR = Path("predictions")  # train: <model>.npy, every prepared row (train, then test), original units
+METRICS_DIR = Path("metrics")  # evaluate: <model>.json
+PLOTS_DIR = Path("plots")
+LOSS_DIR = PLOTS_DIR / "loss"  # train: <model>.csv, loss per epoch
+PREDICTED_DIR = PLOTS_DIR / "predicted"  # evaluate: <model>.csv, predicted against actual (a sample)
+LOSSES_FILE = PLOTS_DIR / "losses.csv"  # plot: every model's loss per epoch, for the overlay chart
+FIT_FIGURE = PLOTS_DIR / "fit.png"  # plot
+PREDICTED_FIGURE = PLOTS_DIR / "predicted_vs_actual.png"  # plot
+
+
+def model_file(name: str) -> Path:
+    return MODELS_DIR / f"{name}.pt"
+
+
+def model_card(name: str) -> Path:
+    return MODELS_DIR / f"{name}.json"
+
+
+def model_summary(name: str) -> Path:
+    return MODELS_DIR / f"{name}.summary.txt"
+
+
+def predictions_file(name: str) -> Path:
+    return PREDICTIONS_DIR / f"{name}.npy"
+
+
+def loss_file(name: str) -> Path:
+    return LOSS_DIR / f"{name}.csv"
+
+
+def metrics_file(name: str) -> Path:
+    return METRICS_DIR / f"{name}.json"
+
+
+def predicted_file(name: str) -> Path:
+    return PREDICTED_DIR / f"{name}.csv"

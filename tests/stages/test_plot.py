@@ -1,0 +1,93 @@
+"""The plot stage as dvc runs it: what it reads from train's outputs, what it writes, what it refuses."""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from stages.plot import SCATTER_LIMIT
+from tests.helpers import default_params, run_module, write_params
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def trained(workdir, predictions: dict[str, np.ndarray]) -> None:
+    """Prediction and loss files as train leaves them, for the models named."""
+    for folder in ("predictions", "plots/loss"):
+        (workdir / folder).mkdir(parents=True, exist_ok=True)
+    for name, values in predictions.items():
+        np.save(workdir / "predictions" / f"{name}.npy", np.asarray(values, dtype=np.float64))
+        (workdir / "plots" / "loss" / f"{name}.csv").write_text(f"epoch,loss\n1,{len(name)}.5\n2,0.25\n")
+
+
+def test_plot_draws_both_figures_deterministically(workdir):
+    assert run_module(workdir, "prepare").returncode == 0
+    trained(workdir, {name: np.arange(1.0, 11.0) * 0.7 + 3 + shift for name, shift in (("linear", 0.0), ("mlp", 0.5))})
+    result = run_module(workdir, "plot")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "plot: wrote plots/fit.png, plots/predicted_vs_actual.png and plots/losses.csv\n"
+    assert (workdir / "plots" / "losses.csv").read_text() == (
+        "model,epoch,loss\nlinear,1,6.5\nlinear,2,0.25\nmlp,1,3.5\nmlp,2,0.25\n")
+    figures = {name: (workdir / "plots" / name).read_bytes() for name in ("fit.png", "predicted_vs_actual.png")}
+    assert all(data.startswith(PNG_MAGIC) for data in figures.values())
+    assert b"Software" not in figures["fit.png"] and b"matplotlib" not in figures["fit.png"]
+    assert run_module(workdir, "plot").returncode == 0
+    assert figures == {name: (workdir / "plots" / name).read_bytes() for name in figures}
+
+
+def test_plot_names_the_missing_predictions_and_losses(workdir):
+    assert run_module(workdir, "prepare").returncode == 0
+    result = run_module(workdir, "plot")
+    assert result.returncode == 2
+    assert result.stderr == "error: predictions/linear.npy: missing; run `dvc repro train@linear` first\n"
+    trained(workdir, {"linear": np.zeros(10), "mlp": np.zeros(10)})
+    (workdir / "plots" / "loss" / "mlp.csv").unlink()
+    result = run_module(workdir, "plot")
+    assert result.stderr == "error: plots/loss/mlp.csv: missing; run `dvc repro train@mlp` first\n"
+
+
+def test_plot_draws_a_density_past_the_scatter_limit_deterministically(workdir):
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 10, size=SCATTER_LIMIT + 1000)
+    (workdir / "data" / "seed.csv").write_text("x,y\n" + "".join(f"{a!r},{2 * a + 1!r}\n" for a in x.tolist()))
+    assert run_module(workdir, "prepare").returncode == 0
+    trained(workdir, {name: 2 * x + 1 + rng.normal(scale=noise, size=len(x)) for name, noise in (("linear", 0.5),
+                                                                                                ("mlp", 0.1))})
+    # prepare writes the train rows then the test rows; the predictions only need the same count here
+    result = run_module(workdir, "plot")
+    assert result.returncode == 0, result.stderr
+    first = (workdir / "plots" / "predicted_vs_actual.png").read_bytes()
+    assert first.startswith(PNG_MAGIC)
+    assert run_module(workdir, "plot").returncode == 0
+    assert (workdir / "plots" / "predicted_vs_actual.png").read_bytes() == first
+
+
+def test_plot_refuses_outputs_of_no_current_model(workdir):
+    # plot depends on the whole predictions/ and plots/loss/ folders: a leftover would be hashed into dvc.lock
+    assert run_module(workdir, "prepare").returncode == 0
+    trained(workdir, dict.fromkeys(("linear", "mlp", "old model", "gone"), np.arange(1.0, 11.0)))
+    (workdir / "predictions" / ".gitignore").write_text("/linear.npy\n/mlp.npy\n")
+    (workdir / "plots" / "loss" / "old model.csv").unlink()
+    result = run_module(workdir, "plot")
+    assert result.returncode == 2 and not (workdir / "plots" / "fit.png").exists()
+    assert result.stderr == (
+        "error: plots/loss/gone.csv predictions/gone.npy 'predictions/old model.npy': not the output of a model in "
+        "params.yaml (linear, mlp); delete them (rm -r plots/loss/gone.csv predictions/gone.npy 'predictions/old "
+        "model.npy'): this stage depends on the whole predictions/ and plots/loss/ folders, so a leftover would make "
+        "dvc.lock differ from a clean checkout\n"
+    )
+    for leftover in ("plots/loss/gone.csv", "predictions/gone.npy", "predictions/old model.npy"):
+        (workdir / leftover).unlink()
+    assert run_module(workdir, "plot").returncode == 0
+
+
+def test_many_models_are_drawn_in_rows_of_four_panels(workdir):
+    params = default_params()
+    params["models"] = {f"m{i}": {"kind": "linear", "solver": "exact"} for i in range(6)}
+    write_params(workdir, params)
+    assert run_module(workdir, "prepare").returncode == 0
+    trained(workdir, {f"m{i}": np.arange(1.0, 11.0) * 0.7 + 3 + i / 10 for i in range(6)})
+    assert run_module(workdir, "plot").returncode == 0
+    png = (workdir / "plots" / "predicted_vs_actual.png").read_bytes()
+    width, height = struct.unpack(">II", png[16:24])  # the PNG header: 4.2 inches per panel at 100 dpi
+    assert (width, height) == (4 * 420, 2 * 420)

@@ -1,0 +1,48 @@
+"""The ten seed points, ways to train a model on them, and a split of any CSV as `prepare` makes it,
+shared by the unit tests of models, training, train and evaluate."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from stages import models, training
+from stages.csv_input import read_table
+from stages.params import DataParams, ModelSpec, TrainParams
+from stages.prepare import plan_split
+from stages.prepared import Split
+
+X_SEED = np.arange(1.0, 11.0).reshape(-1, 1)
+Y_SEED = np.array([3, 5, 5, 6, 7, 7, 8, 9, 9, 10], dtype=np.float64)
+LINEAR = ModelSpec(name="linear", kind="linear", lr=0.07, epochs=1000)
+MLP = ModelSpec(name="mlp", kind="mlp", lr=0.01, epochs=1000, hidden=(10,), activation="tanh")
+
+
+def least_squares_mse(X, y):
+    A = np.column_stack([X, np.ones(len(y))])
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    return float(np.mean((A @ coef - y) ** 2)), coef
+
+
+def train_on(spec: ModelSpec, X=X_SEED, y=Y_SEED, seed=0, dtype="float32"):
+    torch.manual_seed(seed)
+    arch = models.architecture(spec, X.shape[1], dtype)
+    model = models.build_model(arch)
+    as_tensor = lambda a: torch.as_tensor(a, dtype=getattr(torch, arch["dtype"]))  # noqa: E731
+    log = training.train_model(model, as_tensor(X), as_tensor(y), spec, seed)
+    return model, log
+
+
+def split_from_csv(data: DataParams) -> Split:
+    """The split `prepare` would write for these data params, in memory."""
+    table = read_table(data.path, data.features, data.target)
+    plan = plan_split(table.X, table.y, data)
+    return Split(features=table.features, target=table.target, X_train=table.X[plan.train_rows],
+                 y_train=table.y[plan.train_rows], X_test=table.X[plan.test_rows], y_test=table.y[plan.test_rows],
+                 scaling=plan.scaling)
+
+
+def fit_quietly(spec: ModelSpec, split: Split, settings: TrainParams | None = None):
+    """train's fit_model on the CPU without its log lines."""
+    from stages.train import fit_model
+
+    return fit_model(spec, settings or TrainParams(), split, "cpu", say=lambda line: None)

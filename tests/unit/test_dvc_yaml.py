@@ -1,0 +1,108 @@
+"""dvc.yaml against the code: each stage's code deps are exactly the stages/ files its module imports
+(directly or through other project modules, the package's __init__ included), and its outputs are the
+paths stages/paths.py defines."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import paths
+from tests.helpers import ROOT
+
+DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+STAGE_COMMAND = re.compile(r"python -m (stages\.\w+)")
+
+
+def module_file(module: str) -> Path:
+    """stages.x -> stages/x.py; the package itself -> stages/__init__.py."""
+    parts = module.split(".")
+    path = ROOT.joinpath(*parts)
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def imported_modules(module: str) -> set[str]:
+    """The project modules `module` imports anywhere in its file (inside functions too): `import stages.x`,
+    `from stages.x import y`, `from stages import x` (x a module) and the package of each."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(module_file(module).read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            names += [f"{node.module}.{alias.name}" for alias in node.names
+                      if module_file(f"{node.module}.{alias.name}").is_file()]
+        else:
+            continue
+        for name in names:
+            if name == "stages" or name.startswith("stages."):
+                parts = name.split(".")
+                found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return found
+
+
+def import_closure(module: str) -> set[str]:
+    """Every project file that running `python -m <module>` executes, as paths relative to the root."""
+    seen, todo = set(), {module, "stages"}
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo |= imported_modules(name) - seen
+    return {module_file(name).relative_to(ROOT).as_posix() for name in seen}
+
+
+def stage_definitions() -> dict[str, dict]:
+    """Each stage of dvc.yaml, a foreach stage once (with ${key} left in its paths)."""
+    return {name: stage.get("do", stage) for name, stage in DVC_YAML["stages"].items()}
+
+
+def declared_paths(stage: dict, *sections: str) -> set[str]:
+    return {next(iter(entry)) if isinstance(entry, dict) else entry for section in sections
+            for entry in stage.get(section, [])}
+
+
+@pytest.mark.parametrize("name", sorted(DVC_YAML["stages"]))
+def test_a_stages_code_deps_are_exactly_the_files_its_module_imports(name):
+    stage = stage_definitions()[name]
+    module = STAGE_COMMAND.match(stage["cmd"]).group(1)
+    code_deps = {dep for dep in declared_paths(stage, "deps") if dep.startswith("stages/")}
+    closure = import_closure(module)
+    assert code_deps == closure, f"dvc.yaml {name}: missing {closure - code_deps}, extra {code_deps - closure}"
+
+
+def test_only_prepare_depends_on_the_csv_reader():
+    readers = {name for name, stage in stage_definitions().items() if "stages/csv_input.py" in stage["deps"]}
+    assert readers == {"prepare"}
+
+
+def test_the_closure_follows_imports_inside_functions_and_through_other_modules():
+    closure = import_closure("stages.train")  # torch and the models are imported inside main
+    assert {"stages/__init__.py", "stages/models.py", "stages/training.py", "stages/prepared.py"} <= closure
+    assert "stages/csv_input.py" not in closure and "stages/plot.py" not in closure
+
+
+def outputs_of(name: str, model: str = "NAME") -> set[str]:
+    stage = stage_definitions()[name]
+    return {path.replace("${key}", model) for path in declared_paths(stage, "outs", "metrics", "plots")}
+
+
+def test_dvc_yaml_declares_the_outputs_stages_paths_defines():
+    assert outputs_of("prepare") == {str(paths.PREPARED_DIR)}
+    assert outputs_of("train") == {str(f("NAME")) for f in (paths.model_file, paths.model_card, paths.model_summary,
+                                                            paths.predictions_file, paths.loss_file)}
+    assert outputs_of("evaluate") == {str(paths.metrics_file("NAME")), str(paths.predicted_file("NAME"))}
+    assert outputs_of("plot") == {str(paths.FIT_FIGURE), str(paths.PREDICTED_FIGURE), str(paths.LOSSES_FILE)}
+    assert {str(paths.PREDICTIONS_DIR), str(paths.LOSS_DIR)} <= set(stage_definitions()["plot"]["deps"])
+    assert [next(iter(plot)) for plot in DVC_YAML["plots"]] == [str(paths.LOSSES_FILE)]
+
+
+def test_no_output_is_persistent_so_the_run_cache_applies_to_every_stage():
+    for name, stage in stage_definitions().items():
+        for section in ("outs", "metrics", "plots"):
+            for entry in stage.get(section, []):
+                options = next(iter(entry.values())) if isinstance(entry, dict) else {}
+                assert not options.get("persist"), f"{name}: {entry}"

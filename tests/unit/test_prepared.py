@@ -1,0 +1,39 @@
+"""The prepared-split format: written by prepare, mapped by every later stage."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.errors import UserError
+from stages.prepared import Scaling, SplitPlan, read_split, sample_rows, write_split
+
+
+def test_split_files_round_trip(tmp_path):
+    X = np.asfortranarray([[1.0, 2.0], [3.0, 4.0], [0.1, 1e-300]])  # column-major, as the CSV reader gives it
+    y = np.array([5.0, 6.0, 7.0])
+    scaling = Scaling((1.0, 2.0), (3.0, 4.0), 5.0, 6.0)
+    folder = tmp_path / "prepared"
+    folder.mkdir()
+    write_split(folder, X, y, ("a", "b"), "t", SplitPlan(np.array([0, 2]), np.array([1]), scaling))
+    back = read_split(folder)
+    assert back.features == ("a", "b") and back.target == "t" and back.scaling == scaling
+    assert back.X_train.tolist() == [[1.0, 2.0], [0.1, 1e-300]] and back.y_train.tolist() == [5.0, 7.0]
+    assert back.X_test.tolist() == [[3.0, 4.0]] and back.y_test.tolist() == [6.0]
+    everything = tmp_path / "all"
+    everything.mkdir()
+    write_split(everything, X, y, ("a", "b"), "t", SplitPlan(np.arange(3), np.array([], dtype=int), None))
+    back = read_split(everything)
+    assert back.X_train.flags.c_contiguous and back.X_train.tolist() == X.tolist()
+    assert back.X_test.shape == (0, 2) and back.scaling is None
+
+
+def test_a_missing_split_file_says_to_run_prepare(tmp_path):
+    with pytest.raises(UserError, match=r"meta.json: missing; run `dvc repro prepare` first"):
+        read_split(tmp_path)
+
+
+def test_sample_rows_keeps_small_tables_whole_and_samples_large_ones_in_order():
+    assert sample_rows(5, 10).tolist() == [0, 1, 2, 3, 4]
+    rows = sample_rows(1000, 10, seed=1)
+    assert len(rows) == 10 == len(set(rows.tolist())) and rows.tolist() == sorted(rows.tolist())
+    assert rows.tolist() == sample_rows(1000, 10, seed=1).tolist() != sample_rows(1000, 10, seed=2).tolist()

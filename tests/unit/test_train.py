@@ -1,0 +1,84 @@
+"""train's pure parts: fitting a spec on a split, the log, the loss file."""
+from __future__ import annotations
+
+import io
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from stages.params import ModelSpec, TrainParams
+from stages.prepared import Scaling, Split
+from stages.train import EpochLog, coefficient_lines, fit_model, loss_csv
+from tests.unit.seed_models import LINEAR, MLP, X_SEED, Y_SEED, fit_quietly
+
+SEED_SPLIT = Split(("x",), "y", X_SEED, Y_SEED, X_SEED[:0], Y_SEED[:0], None)
+
+
+def test_epoch_log_draws_a_progress_bar_on_a_terminal_and_plain_lines_otherwise(monkeypatch, capsys):
+    spec = ModelSpec(name="m", kind="mlp", lr=0.1, epochs=4, hidden=(2,))
+    plain = EpochLog(spec, log_every=2)
+    for epoch in range(1, 5):
+        plain(epoch, 1.0 / epoch)
+    plain.close()
+    out = capsys.readouterr()
+    assert [line.split(",")[0] for line in out.out.splitlines()[:3]] == [
+        "train@m: epoch 1/4", "train@m: epoch 2/4", "train@m: epoch 4/4"]
+    assert "/epoch)" in out.out and "train@m: trained in" in out.out and out.err == ""
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    bar = EpochLog(spec, log_every=2)
+    for epoch in range(1, 5):
+        bar(epoch, 1.0 / epoch)
+    bar.close()
+    out = capsys.readouterr()
+    assert "epoch 1/4" not in out.out and "4/4" in out.err and "train@m" in out.err
+
+
+
+def test_fit_model_reaches_the_reference_line_and_describes_what_it_trained():
+    said = []
+    trained = fit_model(LINEAR, TrainParams(), SEED_SPLIT, "cpu", say=said.append)
+    assert said[0] == trained.summary and said[1] == (
+        "train@linear: 10 rows x 1 feature(s), Adam lr 0.07, full batch, 1000 epochs, float32 on cpu")
+    assert trained.card["coefficients"]["x"] == pytest.approx(0.709, abs=5e-4)
+    assert trained.card["least_squares_mse"] == pytest.approx(1.56 / 11, rel=1e-12)
+    assert len(trained.losses) == 1000 and trained.card["final_train_loss"] == trained.losses[-1]
+    saved = torch.load(io.BytesIO(trained.model_bytes), weights_only=True)
+    assert saved["features"] == ["x"] and saved["scaling"] is None and set(saved["state_dict"]) == {"weight", "bias"}
+    w, b = trained.card["coefficients"]["x"], trained.card["coefficients"]["intercept"]
+    np.testing.assert_allclose(trained.predictions, X_SEED[:, 0] * w + b, rtol=1e-6)
+
+
+def test_fit_model_is_deterministic_and_predicts_train_then_test_rows():
+    split = Split(("x",), "y", X_SEED[:7], Y_SEED[:7], X_SEED[7:], Y_SEED[7:], None)
+    first, again = fit_quietly(MLP, split), fit_quietly(MLP, split)
+    assert first.model_bytes == again.model_bytes and first.losses == again.losses
+    assert len(first.predictions) == 10 and np.array_equal(first.predictions, again.predictions)
+    reseeded = fit_quietly(MLP, split, TrainParams(seed=1))
+    assert reseeded.model_bytes != first.model_bytes
+
+
+def test_fit_model_with_scaling_reports_coefficients_and_predictions_in_original_units():
+    scaling = Scaling((5.5,), (float(X_SEED.std()),), float(Y_SEED.mean()), float(Y_SEED.std()))
+    split = Split(("x",), "y", X_SEED, Y_SEED, X_SEED[:0], Y_SEED[:0], scaling)
+    said = []
+    trained = fit_model(ModelSpec(name="ls", kind="linear", solver="exact"), TrainParams(), split, "cpu",
+                        say=said.append)
+    assert trained.card["coefficients"]["x"] == pytest.approx(0.70909090909, rel=1e-9)
+    assert said[1].endswith(f"; loss in standardized units (MSE / {scaling.y_std:.6g}^2)")
+    assert np.mean((trained.predictions - Y_SEED) ** 2) == pytest.approx(1.56 / 11, rel=1e-9)
+
+
+def test_coefficient_lines_log_the_first_20_weights_and_say_where_the_rest_are():
+    coefficients = {f"f{j}": j / 10 for j in range(25)} | {"intercept": 3.0}
+    lines = coefficient_lines("m", coefficients)
+    assert lines[0] == "train@m: final w (f0): 0.000" and lines[19] == "train@m: final w (f19): 1.900"
+    assert lines[20:] == ["train@m: ... and 5 more weights in models/m.json", "train@m: final b (intercept): 3.000"]
+
+
+def test_loss_csv_keeps_every_epoch_up_to_the_limit_then_every_kth_and_the_last():
+    assert loss_csv([3.0, 2.0, 1.5]) == "epoch,loss\n1,3.0\n2,2.0\n3,1.5\n"
+    long = loss_csv([float(i) for i in range(5001)], limit=2000).splitlines()
+    assert long[1] == "1,0.0" and long[2] == "4,3.0" and long[-1] == "5001,5000.0" and len(long) == 1 + 1668
