@@ -1,6 +1,7 @@
 """What the tests share: the seed CSV and params, running a stage for real, driving dvc and git in a clone."""
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -106,3 +107,41 @@ def set_param(folder: Path, dotted: str, value) -> None:
         node = node[key]
     node[leaf] = value
     write_params(folder, params)
+
+
+def module_file(module: str) -> Path:
+    """stages.x -> stages/x.py; the package itself -> stages/__init__.py."""
+    parts = module.split(".")
+    path = ROOT.joinpath(*parts)
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def imported_modules(module: str) -> set[str]:
+    """The project modules `module` imports anywhere in its file (inside functions too): `import stages.x`,
+    `from stages.x import y`, `from stages import x` (x a module) and the package of each."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(module_file(module).read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            names += [f"{node.module}.{alias.name}" for alias in node.names
+                      if module_file(f"{node.module}.{alias.name}").is_file()]
+        else:
+            continue
+        for name in names:
+            if name == "stages" or name.startswith("stages."):
+                parts = name.split(".")
+                found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return found
+
+
+def import_closure(module: str) -> set[str]:
+    """Every project file that running `python -m <module>` executes, as paths relative to the root."""
+    seen, todo = set(), {module, "stages"}
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo |= imported_modules(name) - seen
+    return {module_file(name).relative_to(ROOT).as_posix() for name in seen}

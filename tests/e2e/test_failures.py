@@ -1,4 +1,5 @@
-"""Failures through the real dvc: nothing is lost, `dvc checkout` restores the good run, Ctrl-C is clean."""
+"""Failures through the real dvc: nothing is lost. `git checkout -- . && dvc checkout` restores the commit,
+and undoing the edit then `dvc repro` restores the last good run from DVC's run-cache; Ctrl-C is clean."""
 from __future__ import annotations
 
 import os
@@ -28,7 +29,6 @@ def temporary_files(repo: Path) -> list[str]:
 
 
 def assert_restored(repo: Path, good: dict[str, bytes]) -> None:
-    sh(repo, "dvc", "checkout", "-q")
     assert outputs(repo) == good
     assert "Data and pipelines are up to date." in sh(repo, "dvc", "status").stdout
     assert sh(repo, "git", "status", "--porcelain").stdout == ""
@@ -38,18 +38,18 @@ def assert_restored(repo: Path, good: dict[str, bytes]) -> None:
 def test_bad_csv_fails_in_dvc_repro_and_checkout_restores_everything(good_repo):
     repo, good = good_repo
     csv = repo / "data" / "seed.csv"
-    original = csv.read_text()
-    csv.write_text(original.replace("3,5\n", "3,five\n"))
+    csv.write_text(csv.read_text().replace("3,5\n", "3,five\n"))
     failed = sh(repo, "dvc", "repro", check=False)
     assert failed.returncode != 0
     assert "error: data/seed.csv: row 3 (line 4), column 'y': 'five' is not a number" in failed.stderr
     assert "failed to reproduce 'prepare'" in failed.stderr
     assert "Traceback" not in failed.stdout + failed.stderr
-    csv.write_text(original)
+    sh(repo, "git", "checkout", "--", ".")  # the README's restore: the commit's files, then its cached outputs
+    sh(repo, "dvc", "checkout", "-q")
     assert_restored(repo, good)
 
 
-def test_bad_params_fail_in_dvc_repro_and_checkout_restores_everything(good_repo):
+def test_bad_params_fail_in_dvc_repro_and_undoing_the_edit_restores_from_the_run_cache(good_repo):
     repo, good = good_repo
     original = (repo / "params.yaml").read_text()
     set_param(repo, "models.mlp.lr", 1e12)
@@ -58,6 +58,9 @@ def test_bad_params_fail_in_dvc_repro_and_checkout_restores_everything(good_repo
     assert "error: models.mlp: training diverged" in failed.stderr
     assert not (repo / "models" / "mlp.pt").exists()  # dvc removed it before the run; nothing half-written
     (repo / "params.yaml").write_text(original)
+    restored = sh(repo, "dvc", "repro").stdout
+    assert "Running stage" not in restored
+    assert "Stage 'train@mlp' is cached - skipping run, checking out outputs" in restored
     assert_restored(repo, good)
 
 

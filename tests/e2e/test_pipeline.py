@@ -86,22 +86,40 @@ def test_editing_the_csv_or_pointing_at_another_reruns_everything(repo):
     assert json.loads((repo / "data" / "prepared" / "meta.json").read_text())["n_train"] == 11
 
 
+def overlay_models(repo: Path, *args: str) -> dict[str, set[str]]:
+    """The models in the loss overlay `dvc plots show` or `dvc plots diff` renders, per revision, after
+    checking that the chart colours its lines by model."""
+    rendered = json.loads(sh(repo, "dvc", "plots", *args, "--json").stdout)["data"]["plots/losses.csv"]
+    assert len(rendered) == 1 and rendered[0]["type"] == "vega"
+    content = rendered[0]["content"]
+    assert content["encoding"]["color"]["field"] == "model"
+    assert content["title"]["text"] == "Training loss per epoch, every model"
+    revisions: dict[str, set[str]] = {}
+    for point in content["data"]["values"]:
+        revisions.setdefault(point["rev"], set()).add(point["model"])
+    return revisions
+
+
 def test_models_added_only_in_params_are_trained_evaluated_and_plotted(repo):
     repro(repo)  # up to date first, whatever ran before
     figure_before = (repo / "plots" / "fit.png").read_bytes()
-    set_param(repo, "models.mlp_wide", {"kind": "mlp", "hidden": [64, 64], "activation": "relu",
-                                         "lr": 0.003, "epochs": 300, "batch_size": 4})
+    assert overlay_models(repo, "show") == {"workspace": {"linear", "mlp"}}
     set_param(repo, "models.linear_exact", {"kind": "linear", "solver": "exact"})
     ran = repro(repo)
-    assert {"train@mlp_wide", "evaluate@mlp_wide", "train@linear_exact", "evaluate@linear_exact", "plot"} <= ran
-    assert not ran & {"prepare", "train@linear", "train@mlp", "evaluate@linear", "evaluate@mlp"}
+    assert ran == {"train@linear_exact", "evaluate@linear_exact", "plot"}
+    assert overlay_models(repo, "show") == {"workspace": {"linear", "mlp", "linear_exact"}}  # three curves
+    set_param(repo, "models.mlp_wide", {"kind": "mlp", "hidden": [64, 64], "activation": "relu",
+                                         "lr": 0.003, "epochs": 300, "batch_size": 4})
+    assert repro(repo) == {"train@mlp_wide", "evaluate@mlp_wide", "plot"}
     shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
     files = next(iter(shown.values()))["data"]
     assert {"metrics/mlp_wide.json", "metrics/linear_exact.json"} <= set(files)
     exact = files["metrics/linear_exact.json"]["data"]
     assert abs(exact["train"]["optimality_gap"]) < 1e-12
     plots = json.loads(sh(repo, "dvc", "plots", "show", "--json").stdout)["data"]
-    assert {"plots/loss/mlp_wide.csv", "plots/predicted/linear_exact.csv"} <= set(plots)
+    assert {"plots/losses.csv", "plots/predicted/linear_exact.csv", "plots/predicted/mlp_wide.csv"} <= set(plots)
+    assert overlay_models(repo, "diff", "HEAD") == {"HEAD": {"linear", "mlp"},
+                                                    "workspace": {"linear", "mlp", "linear_exact", "mlp_wide"}}
     assert (repo / "plots" / "fit.png").read_bytes() != figure_before
     assert (repo / "models" / "mlp_wide.pt").exists()
 
@@ -117,14 +135,16 @@ def test_a_renamed_models_leftover_predictions_are_refused_so_the_lock_reproduce
     refused = sh(repo, "dvc", "repro", check=False)
     assert refused.returncode != 0 and "Running stage 'train@renamed'" in refused.stdout
     names = ", ".join(params["models"])
-    assert (f"error: predictions/extra.npy: not the predictions of a model in params.yaml ({names}); delete it "
-            "(rm -r predictions/extra.npy): this stage depends on the whole predictions/ folder") in refused.stderr
+    assert (f"error: plots/loss/extra.csv predictions/extra.npy: not the output of a model in params.yaml ({names}); "
+            "delete them (rm -r plots/loss/extra.csv predictions/extra.npy): this stage depends on the whole "
+            "predictions/ and plots/loss/ folders") in refused.stderr
     # The model trained before plot failed stays out of git (DVC takes back the .gitignore entries it wrote
     # during a failed repro, treeverse/dvc#11091; the project's .gitignore covers them by pattern).
     untracked = sh(repo, "git", "status", "--porcelain", "--untracked-files=all").stdout
     assert "metrics/renamed.json" in untracked
     assert not [line for line in untracked.splitlines() if line.endswith((".pt", ".npy")) or "prepared" in line]
     (repo / "predictions" / "extra.npy").unlink()
+    (repo / "plots" / "loss" / "extra.csv").unlink()
     assert repro(repo) == {"plot"}
     commit(repo, "model extra renamed")
     clone = tmp_path / "clone"

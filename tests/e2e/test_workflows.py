@@ -47,7 +47,7 @@ def test_exp_run_can_add_a_whole_model(repo):
     shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
     assert "metrics/wide.json" in next(iter(shown.values()))["data"]
     sh(repo, "git", "checkout", "--", ".")
-    sh(repo, "git", "clean", "-qfd", "metrics", "models", "plots")  # the new model's git-tracked outputs
+    sh(repo, "git", "clean", "-qfd", "metrics", "plots")  # the new model's git-tracked outputs
     sh(repo, "dvc", "checkout", "-q")
     assert "Data and pipelines are up to date." in sh(repo, "dvc", "status").stdout
 
@@ -76,7 +76,7 @@ def test_check_repro_tells_noise_from_a_real_change(repo):
     assert noise.returncode != 0
     assert "check-repro: within tolerance: every metric agrees with the commit within TOL=1e-06" in noise.stdout
     assert "dvc metrics diff HEAD:" in noise.stdout
-    sh(repo, "git", "checkout", "-q", "dvc.lock", "metrics", "models", "plots")
+    sh(repo, "git", "checkout", "-q", "dvc.lock", "metrics", "plots")
     strict = sh(repo, *MAKE, "check-repro", "TOL=1e-9", check=False)
     assert strict.returncode != 0 and "check-repro: beyond tolerance: metrics/linear.json" in strict.stdout
     sh(repo, "git", "reset", "-q", "--hard", "HEAD~1")
