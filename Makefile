@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test test-fast lint check-repro exp-show report bench bench-reference bench-scale clean
+.PHONY: help venv repro test test-fast lint format check-repro exp-show report bench bench-reference bench-scale clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,8 +37,16 @@ test: $(STAMP) ## Run the whole test suite, slow end-to-end tests included
 test-fast: $(STAMP) ## Run the tests, skipping the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff on the code, tests, benchmarks and CI scripts
-	$(BIN)/ruff check stages tests benchmarks .ci
+LINTED := stages tests benchmarks .ci
+
+lint: $(STAMP) ## ruff check and ruff format --check on the code; the CI workflow against GitHub's schema
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/ci.yml
+
+format: $(STAMP) ## Format the code with ruff (what make lint checks)
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/ruff check --fix --quiet $(LINTED)
 
 check-repro: $(STAMP) ## Reproduce and fail if dvc.lock or any output differs from the commit (TOL=1e-6)
 	TOL=$(TOL) $(BIN)/python .ci/check_repro.py
