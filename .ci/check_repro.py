@@ -7,6 +7,7 @@ the TOL environment variable), it says "within tolerance", so numerical noise fr
 told from a real change;
 it still fails, since dvc.lock was not reproduced exactly.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,13 +75,17 @@ def main() -> int:
     tolerance = float(os.environ.get("TOL") or DEFAULT_TOL)
     largest, where = largest_relative_change(run("dvc", "metrics", "diff", "HEAD", "--json", check=False).stdout)
     if largest <= tolerance:
-        print(f"check-repro: within tolerance: every metric agrees with the commit within TOL={tolerance:g} "
-              f"(largest relative change {largest:.3g}{', in ' + where if where else ''}), which is what "
-              "numerical noise from another CPU or library build looks like; the outputs' bytes still differ, "
-              "so dvc.lock is not reproduced exactly")
+        print(
+            f"check-repro: within tolerance: every metric agrees with the commit within TOL={tolerance:g} "
+            f"(largest relative change {largest:.3g}{', in ' + where if where else ''}), which is what "
+            "numerical noise from another CPU or library build looks like; the outputs' bytes still differ, "
+            "so dvc.lock is not reproduced exactly"
+        )
     else:
-        print(f"check-repro: beyond tolerance: {where} changed by {largest:.3g} relative "
-              f"(TOL={tolerance:g}): a real change; run `dvc repro` and commit dvc.lock and the outputs")
+        print(
+            f"check-repro: beyond tolerance: {where} changed by {largest:.3g} relative "
+            f"(TOL={tolerance:g}): a real change; run `dvc repro` and commit dvc.lock and the outputs"
+        )
     return 1
 
 

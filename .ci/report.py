@@ -6,6 +6,7 @@ Holds the `dvc params diff --md` and `dvc metrics diff --md` tables against BASE
 revisions side by side; `dvc plots diff` writes every plot (loss curves, predicted vs actual, figures)
 of both revisions into report/index.html, whose PNG copies report.md shows.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -30,7 +31,7 @@ def figures_side_by_side(base: str) -> list[str]:
     current = sorted(static.glob("workspace_*.png"))
     rows = [f"| figure | {base} | workspace |", "|---|---|---|"]
     for path in current:
-        suffix = path.name[len("workspace_"):]
+        suffix = path.name[len("workspace_") :]
         old = [p for p in static.glob(f"*_{suffix}") if not p.name.startswith("workspace_")]
         old_cell = f"![{base}]({old[0].as_posix()})" if old else "(absent)"
         rows.append(f"| `{suffix.replace('_', '/', 1)}` | {old_cell} | ![workspace]({path.as_posix()}) |")
@@ -39,8 +40,12 @@ def figures_side_by_side(base: str) -> list[str]:
 
 def main() -> int:
     base = sys.argv[1] if len(sys.argv) > 1 else "HEAD~1"
-    if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], capture_output=True
+        ).returncode
+        != 0
+    ):
         print(f"error: BASE={base} is not a git revision here; pass one, e.g. make report BASE=main", file=sys.stderr)
         return 2
     params = dvc("params", "diff", base, "--md") or "No parameter changed."

@@ -6,6 +6,7 @@ Both sides run in this process tree with the same interpreter, alternating order
 script prints every round, the medians, the ratio pipeline / reference (target <= 1.0), and where
 the pipeline's time goes: each stage run on its own, and dvc's own share.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +83,10 @@ def main() -> None:
                     reference.append(sum(timed([sys.executable, str(s)], cwd) for s in scripts))
             print(f"round {round_no + 1}: pipeline {pipeline[-1]:.2f} s, reference {reference[-1]:.2f} s", flush=True)
 
-        stage_times = {name: statistics.median(timed([sys.executable, *cmd], project) for _ in range(3))
-                       for name, cmd in STAGE_COMMANDS}
+        stage_times = {
+            name: statistics.median(timed([sys.executable, *cmd], project) for _ in range(3))
+            for name, cmd in STAGE_COMMANDS
+        }
         import_torch = statistics.median(timed([sys.executable, "-c", "import torch"], scratch) for _ in range(3))
         noop = statistics.median(timed([sys.executable, "-c", "pass"], scratch) for _ in range(3))
 

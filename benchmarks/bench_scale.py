@@ -8,6 +8,7 @@ batch 1024, 5 epochs, lr 0.01, test_size 0.2) and benchmarks/sklearn_baseline.py
 MLPRegressor with the same settings), each under /usr/bin/time, and prints wall time, peak RSS (largest
 single process) and test MSE side by side, with the ratios. --huge adds 10^7 rows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,16 +38,25 @@ def write_table(path: Path, n_rows: int) -> None:
         handle.write(",".join([*FEATURES, "y"]) + "\n")
         for start in range(0, n_rows, 200_000):
             X = rng.standard_normal((min(200_000, n_rows - start), 8))
-            y = (np.sin(2 * X[:, 0]) + X[:, 1] * X[:, 2] + 0.5 * X[:, 3] ** 2 + np.tanh(X[:, 4])
-                 + 0.3 * X[:, 5] - 0.2 * X[:, 6] + 0.1 * X[:, 7] + 0.1 * rng.standard_normal(len(X)))
+            y = (
+                np.sin(2 * X[:, 0])
+                + X[:, 1] * X[:, 2]
+                + 0.5 * X[:, 3] ** 2
+                + np.tanh(X[:, 4])
+                + 0.3 * X[:, 5]
+                - 0.2 * X[:, 6]
+                + 0.1 * X[:, 7]
+                + 0.1 * rng.standard_normal(len(X))
+            )
             np.savetxt(handle, np.column_stack([X, y]), delimiter=",", fmt="%.10g")
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
     """Wall seconds, peak RSS in MiB (largest process in the tree), stdout."""
     start = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *cmd], cwd=cwd, env=env(), text=True,
-                            capture_output=True)
+    result = subprocess.run(
+        ["/usr/bin/time", "-f", "MAXRSS %M", *cmd], cwd=cwd, env=env(), text=True, capture_output=True
+    )
     wall = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"error: {' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -56,8 +66,9 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
 
 def pipeline_params(project: Path) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"].update(path="data/bench.csv", features=FEATURES, target="y", test_size=0.2, split_seed=0,
-                          standardize=False)
+    params["data"].update(
+        path="data/bench.csv", features=FEATURES, target="y", test_size=0.2, split_seed=0, standardize=False
+    )
     params["train"].update(log_every=1)
     params["models"] = {
         "linear": {"kind": "linear", "solver": "exact"},
@@ -85,34 +96,49 @@ def main() -> None:
             p_wall, p_rss, _ = timed(["dvc", "repro", "--force"], project)
             s_wall, s_rss, out = timed([sys.executable, str(HERE / "sklearn_baseline.py"), str(csv)], project)
             sk = json.loads(out)
-            ours = {m: json.loads((project / "metrics" / f"{m}.json").read_text())["test"]["mse"]
-                    for m in ("linear", "mlp")}
+            ours = {
+                m: json.loads((project / "metrics" / f"{m}.json").read_text())["test"]["mse"] for m in ("linear", "mlp")
+            }
             results[n_rows] = (p_wall, p_rss, s_wall, s_rss, ours, sk)
             stages = {name: timed([sys.executable, *cmd], project)[:2] for name, cmd in STAGE_COMMANDS}
-            print(f"{n_rows:>10,} rows: pipeline {p_wall:6.2f} s {p_rss:7.0f} MiB | scikit-learn {s_wall:6.2f} s "
-                  f"{s_rss:7.0f} MiB | test MSE linear {ours['linear']:.5f} vs {sk['linear']:.5f}, "
-                  f"mlp {ours['mlp']:.5f} vs {sk['mlp']:.5f}", flush=True)
-            print("    each stage alone: " + ", ".join(f"{name} {wall:.2f} s {rss:.0f} MiB"
-                                                     for name, (wall, rss) in stages.items())
-                  + f"; dvc itself {p_wall - sum(wall for wall, _ in stages.values()):.2f} s", flush=True)
+            print(
+                f"{n_rows:>10,} rows: pipeline {p_wall:6.2f} s {p_rss:7.0f} MiB | scikit-learn {s_wall:6.2f} s "
+                f"{s_rss:7.0f} MiB | test MSE linear {ours['linear']:.5f} vs {sk['linear']:.5f}, "
+                f"mlp {ours['mlp']:.5f} vs {sk['mlp']:.5f}",
+                flush=True,
+            )
+            print(
+                "    each stage alone: "
+                + ", ".join(f"{name} {wall:.2f} s {rss:.0f} MiB" for name, (wall, rss) in stages.items())
+                + f"; dvc itself {p_wall - sum(wall for wall, _ in stages.values()):.2f} s",
+                flush=True,
+            )
         # What no amount of work on the stages removes: DVC's own start with nothing to run, and torch's
         # import in each of the per-model training stages (medians of 3).
         noop = statistics.median(timed(["dvc", "repro"], project)[0] for _ in range(3))
         torch_import = statistics.median(timed([sys.executable, "-c", "import torch"], project)[0] for _ in range(3))
     floor = noop + 2 * torch_import
-    print(f"\nfixed start-up, whatever the rows: `dvc repro` with nothing to run {noop:.2f} s + `import torch` "
-          f"{torch_import:.2f} s in each of the 2 training stages = {floor:.2f} s, before any row is read; "
-          + ", ".join(f"{floor / s_wall:.2f} of the scikit-learn script's {s_wall:.2f} s at {n_rows:,} rows"
-                      for n_rows, (_, _, s_wall, *_) in results.items()))
+    print(
+        f"\nfixed start-up, whatever the rows: `dvc repro` with nothing to run {noop:.2f} s + `import torch` "
+        f"{torch_import:.2f} s in each of the 2 training stages = {floor:.2f} s, before any row is read; "
+        + ", ".join(
+            f"{floor / s_wall:.2f} of the scikit-learn script's {s_wall:.2f} s at {n_rows:,} rows"
+            for n_rows, (_, _, s_wall, *_) in results.items()
+        )
+    )
 
-    print("\n| rows | pipeline time | sklearn time | time ratio | pipeline peak RSS | sklearn peak RSS | memory ratio "
-          "| linear test MSE (ours / sklearn) | MLP test MSE (ours / sklearn) |")
+    print(
+        "\n| rows | pipeline time | sklearn time | time ratio | pipeline peak RSS | sklearn peak RSS | memory ratio "
+        "| linear test MSE (ours / sklearn) | MLP test MSE (ours / sklearn) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for n_rows, (p_wall, p_rss, s_wall, s_rss, ours, sk) in results.items():
-        print(f"| {n_rows:,} | {p_wall:.2f} s | {s_wall:.2f} s | {p_wall / s_wall:.2f} | {p_rss:.0f} MiB | "
-              f"{s_rss:.0f} MiB | {p_rss / s_rss:.2f} | {ours['linear']:.5f} / {sk['linear']:.5f} "
-              f"({ours['linear'] / sk['linear'] - 1:+.2%}) | {ours['mlp']:.5f} / {sk['mlp']:.5f} "
-              f"({ours['mlp'] / sk['mlp'] - 1:+.2%}) |")
+        print(
+            f"| {n_rows:,} | {p_wall:.2f} s | {s_wall:.2f} s | {p_wall / s_wall:.2f} | {p_rss:.0f} MiB | "
+            f"{s_rss:.0f} MiB | {p_rss / s_rss:.2f} | {ours['linear']:.5f} / {sk['linear']:.5f} "
+            f"({ours['linear'] / sk['linear'] - 1:+.2%}) | {ours['mlp']:.5f} / {sk['mlp']:.5f} "
+            f"({ours['mlp'] / sk['mlp'] - 1:+.2%}) |"
+        )
     if len(sizes) >= 2 and sizes[0] * 10 == sizes[1]:
         (a, ra, *_), (b, rb, *_) = results[sizes[0]], results[sizes[1]]
         print(f"\ngrowth x10 rows: time x{b / a:.2f} (target <= 10), peak memory x{rb / ra:.2f}")

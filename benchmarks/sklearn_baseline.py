@@ -1,7 +1,8 @@
 """The script a user would write instead of the pipeline: pandas + scikit-learn, same job, same settings.
 
-    python benchmarks/sklearn_baseline.py CSV  ->  prints {"linear": test_mse, "mlp": test_mse} as JSON
+python benchmarks/sklearn_baseline.py CSV  ->  prints {"linear": test_mse, "mlp": test_mse} as JSON
 """
+
 import json
 import sys
 import warnings
@@ -17,10 +18,17 @@ frame = pd.read_csv(sys.argv[1])
 X, y = frame.drop(columns="y").to_numpy(), frame["y"].to_numpy()
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0)
 linear = LinearRegression().fit(X_train, y_train)
-mlp = MLPRegressor(hidden_layer_sizes=(10,), activation="tanh", batch_size=1024, max_iter=5,
-                   learning_rate_init=0.01, random_state=0)
+mlp = MLPRegressor(
+    hidden_layer_sizes=(10,), activation="tanh", batch_size=1024, max_iter=5, learning_rate_init=0.01, random_state=0
+)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", ConvergenceWarning)  # 5 epochs is the benchmark's setting
     mlp.fit(X_train, y_train)
-print(json.dumps({"linear": mean_squared_error(y_test, linear.predict(X_test)),
-                  "mlp": mean_squared_error(y_test, mlp.predict(X_test))}))
+print(
+    json.dumps(
+        {
+            "linear": mean_squared_error(y_test, linear.predict(X_test)),
+            "mlp": mean_squared_error(y_test, mlp.predict(X_test)),
+        }
+    )
+)

@@ -1,4 +1,5 @@
 """DVC stages of the regression pipeline; each module runs as `python -m stages.<name>`."""
+
 import importlib.util
 import os
 import sys

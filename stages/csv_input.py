@@ -3,6 +3,7 @@
 Only `prepare` (and the `predict` tool) read CSV files: later stages read the prepared split
 (stages/prepared.py) and never import this module, so editing a message here reruns `prepare` alone.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,11 @@ KNOWN_FORMATS = (
     (b"\x1f\x8b", "a gzip-compressed file", "decompress it (gunzip) and use the .csv inside"),
     (b"BZh", "a bzip2-compressed file", "decompress it (bunzip2) and use the .csv inside"),
     (b"\xfd7zXZ\x00", "an xz-compressed file", "decompress it (unxz) and use the .csv inside"),
-    (b"PK\x03\x04", "a zip archive (an Excel .xlsx workbook is one)",
-     "extract the CSV, or save the sheet from Excel as 'CSV UTF-8'"),
+    (
+        b"PK\x03\x04",
+        "a zip archive (an Excel .xlsx workbook is one)",
+        "extract the CSV, or save the sheet from Excel as 'CSV UTF-8'",
+    ),
     (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook", "save the sheet from Excel as 'CSV UTF-8'"),
     (b"PAR1", "a Parquet file", "write it out as CSV (pandas.read_parquet(...).to_csv(..., index=False))"),
     (b"\xff\xfe", "UTF-16 text", "save it as UTF-8 (in Excel: 'CSV UTF-8')"),
@@ -88,8 +92,7 @@ def _check_is_text(path: Path, named_by: str) -> None:
                 fix = "" if data[bad] == 0 else " (save it as UTF-8; in Excel: 'CSV UTF-8')"
                 line = lines + data.count(b"\n", 0, bad)
                 raise UserError(
-                    f"{path}: line {line}, byte offset {offset + bad}: {what}; "
-                    f"this is not a UTF-8 text CSV file{fix}"
+                    f"{path}: line {line}, byte offset {offset + bad}: {what}; this is not a UTF-8 text CSV file{fix}"
                 )
             lines += data.count(b"\n")
             offset += len(data)
@@ -133,8 +136,10 @@ def _column_hint(name: str, header: list[str]) -> str:
     if header and header[0].lower().startswith("sep="):
         return f"the first line, {','.join(header)!r}, is Excel's separator hint, not the header: delete that line"
     if len(header) == 1 and any(sep in header[0] for sep in (";", "\t")):
-        return (f"the header is a single column, {header[0]!r}, so the file looks like it uses ';' or tabs "
-                "instead of commas")
+        return (
+            f"the header is a single column, {header[0]!r}, so the file looks like it uses ';' or tabs "
+            "instead of commas"
+        )
     same = [column for column in header if column.strip().casefold() == name.strip().casefold()]
     close = same or difflib.get_close_matches(name, header, n=1, cutoff=0.6)
     guess = f"did you mean {close[0]!r}? " if close else ""
@@ -276,8 +281,15 @@ def read_columns(path: str | Path, wanted: list[str], header: list[str] | None =
     def parse(dtype: dict | None):
         # Only empty cells are missing values; text such as NA or nan is reported as not a number.
         with _progress_reader(path) as source:
-            return pd.read_csv(source, encoding="utf-8-sig", skipinitialspace=True, keep_default_na=False,
-                               na_values=[""], dtype=dtype, usecols=wanted if skip_others else None)
+            return pd.read_csv(
+                source,
+                encoding="utf-8-sig",
+                skipinitialspace=True,
+                keep_default_na=False,
+                na_values=[""],
+                dtype=dtype,
+                usecols=wanted if skip_others else None,
+            )
 
     try:
         try:
@@ -297,8 +309,9 @@ def read_columns(path: str | Path, wanted: list[str], header: list[str] | None =
         raise UserError(f"{path}: cannot be read as CSV ({str(err).strip() or type(err).__name__})") from None
     if len(frame) == 0:
         raise UserError(f"{path}: the file has a header but no data rows")
-    if not skip_others and (len(frame.columns) != len(header)
-                            or any(frame.columns[header.index(name)] != name for name in wanted)):
+    if not skip_others and (
+        len(frame.columns) != len(header) or any(frame.columns[header.index(name)] != name for name in wanted)
+    ):
         raise UserError(f"{path}: the header could not be read consistently; check its quotes and separators")
     # Column-major, so that filling it column by column is a contiguous copy (20x faster than strided
     # writes at 10^7 rows); the table and this array, no third copy.
@@ -353,8 +366,8 @@ def _parser_problem(message: str) -> str:
     found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
     if found:
         expected, line, saw = found.groups()
-        return (f"line {line} has {saw} fields but the header has {expected}; "
-                "every row needs one field per header column (quote fields that contain commas)")
+        return (
+            f"line {line} has {saw} fields but the header has {expected}; "
+            "every row needs one field per header column (quote fields that contain commas)"
+        )
     return f"cannot be read as CSV ({message.strip()}); every row needs one field per header column"
-
-

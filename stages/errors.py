@@ -1,4 +1,5 @@
 """The one error type for user mistakes, and the wrapper that turns it into a one-line message."""
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,11 @@ def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None =
     except (MemoryError, RuntimeError) as err:
         if debug_enabled() or not is_out_of_memory(err):
             raise
-        print(f"error: out of memory{_allocation(err)}; lower the models' hidden sizes or batch_size, or use "
-              f"fewer rows ({DEBUG_ENV}=1 shows where)", file=sys.stderr)
+        print(
+            f"error: out of memory{_allocation(err)}; lower the models' hidden sizes or batch_size, or use "
+            f"fewer rows ({DEBUG_ENV}=1 shows where)",
+            file=sys.stderr,
+        )
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         if debug_enabled():

@@ -1,5 +1,6 @@
 """Stage `evaluate@<model>`: score a model's predictions on the train (and test) split into
 metrics/<model>.json, and write predicted-vs-actual data for `dvc plots`."""
+
 from __future__ import annotations
 
 import argparse
@@ -74,8 +75,10 @@ def metric_lines(model: str, metrics: dict, rows: dict[str, int]) -> list[str]:
             continue
         scores, n_rows = metrics[name], rows[name]
         r2 = "n/a" if scores["r2"] is None else f"{scores['r2']:.4f}"
-        lines.append(f"evaluate@{model}: {name} ({n_rows} rows): mse {scores['mse']:.6g}, "
-                     f"rmse {scores['rmse']:.6g}, mae {scores['mae']:.6g}, r2 {r2}")
+        lines.append(
+            f"evaluate@{model}: {name} ({n_rows} rows): mse {scores['mse']:.6g}, "
+            f"rmse {scores['rmse']:.6g}, mae {scores['mae']:.6g}, r2 {r2}"
+        )
     return lines
 
 

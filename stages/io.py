@@ -1,4 +1,5 @@
 """Atomic writes: every output goes to a temporary file beside it and is renamed into place on success."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Regression metrics computed in float64 with numpy (no torch, so `evaluate` starts fast)."""
+
 from __future__ import annotations
 
 import numpy as np

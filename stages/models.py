@@ -1,4 +1,5 @@
 """The two regressors: building, scaling inputs, predicting, summarising, saving and loading them (torch)."""
+
 from __future__ import annotations
 
 import io

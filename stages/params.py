@@ -1,4 +1,5 @@
 """The schema of params.yaml: one place that reads, checks and types every parameter the stages use."""
+
 from __future__ import annotations
 
 import difflib
@@ -144,9 +145,7 @@ def _text(key: str, value: Any) -> str:
 
 def _column_list(key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        raise ParamsError(
-            f"{key} must be a non-empty list of column names, e.g. [x], got {_describe(value)}"
-        )
+        raise ParamsError(f"{key} must be a non-empty list of column names, e.g. [x], got {_describe(value)}")
     names = tuple(_text(f"{key}[{i}]", item) for i, item in enumerate(value))
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -156,9 +155,7 @@ def _column_list(key: str, value: Any) -> tuple[str, ...]:
 
 def _hidden_sizes(key: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
-        raise ParamsError(
-            f"{key} must be a non-empty list of layer sizes, e.g. [10], got {_describe(value)}"
-        )
+        raise ParamsError(f"{key} must be a non-empty list of layer sizes, e.g. [10], got {_describe(value)}")
     return tuple(_integer(minimum=1)(f"{key}[{i}]", size) for i, size in enumerate(value))
 
 

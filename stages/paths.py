@@ -1,5 +1,6 @@
 """Where every stage output lives, defined once. dvc.yaml spells the same paths (it cannot import them):
 tests/unit/test_dvc_yaml.py fails when the two drift apart."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,7 @@
 """Stage `plot`: the figure of the data with every model's fitted curve (predicted vs actual when there
 are several features), a predicted-vs-actual figure, as PNG files, and every model's loss per epoch in
 one file for DVC's overlay chart."""
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,15 @@ def fitted_curves_figure(split: Split, predictions: dict[str, np.ndarray]):
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     ax.plot(split.X_train[train_shown, 0], split.y_train[train_shown], "bo", label="train data", **style)
     if len(split.y_test):
-        ax.plot(split.X_test[test_shown, 0], split.y_test[test_shown], "o", mfc="none", mec="black",
-                label="test data", **style)
+        ax.plot(
+            split.X_test[test_shown, 0],
+            split.y_test[test_shown],
+            "o",
+            mfc="none",
+            mec="black",
+            label="test data",
+            **style,
+        )
     for name, predicted in predictions.items():
         ax.plot(x[order], predicted[order], "-", label=f"{name} fit")
     ax.set_xlabel(split.features[0])
@@ -78,8 +86,9 @@ def density(x: np.ndarray, y: np.ndarray, bins: int = DENSITY_BINS, block_rows: 
     (x_low, x_high), (y_low, y_high) = _extent(x), _extent(y)
     counts = np.zeros(bins * bins, dtype=np.int64)
     for start in range(0, len(x), block_rows):
-        cells = (_bin_index(x[start : start + block_rows], x_low, x_high, bins) * bins
-                 + _bin_index(y[start : start + block_rows], y_low, y_high, bins))
+        cells = _bin_index(x[start : start + block_rows], x_low, x_high, bins) * bins + _bin_index(
+            y[start : start + block_rows], y_low, y_high, bins
+        )
         counts += np.bincount(cells, minlength=bins * bins)
     return counts.reshape(bins, bins), np.linspace(x_low, x_high, bins + 1), np.linspace(y_low, y_high, bins + 1)
 
@@ -97,7 +106,7 @@ def predicted_vs_actual_figure(split: Split, predictions: dict[str, np.ndarray])
     ncols = min(len(predictions), PANELS_PER_ROW)
     nrows = -(-len(predictions) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.2 * nrows), squeeze=False)
-    for ax in axes.flat[len(predictions):]:
+    for ax in axes.flat[len(predictions) :]:
         ax.set_visible(False)
     low, high = float(actual.min()), float(actual.max())
     for ax, (name, predicted) in zip(axes.flat, predictions.items(), strict=False):
@@ -157,8 +166,13 @@ def leftover_files(models: list[str]) -> list[Path]:
     checkout, which never has those files, cannot reproduce.
     """
     expected = {paths.predictions_file(name) for name in models} | {paths.loss_file(name) for name in models}
-    return sorted(path for folder in (paths.PREDICTIONS_DIR, paths.LOSS_DIR) if folder.is_dir()
-                  for path in folder.iterdir() if path.name != ".gitignore" and path not in expected)
+    return sorted(
+        path
+        for folder in (paths.PREDICTIONS_DIR, paths.LOSS_DIR)
+        if folder.is_dir()
+        for path in folder.iterdir()
+        if path.name != ".gitignore" and path not in expected
+    )
 
 
 def _read(path: Path, model: str, load):
@@ -186,8 +200,9 @@ def main(argv: list[str] | None = None) -> None:
             "differ from a clean checkout"
         )
     predictions = {name: _read(paths.predictions_file(name), name, np.load) for name in params.models}
-    losses = {name: _read(paths.loss_file(name), name, lambda p: p.read_text(encoding="utf-8"))
-              for name in params.models}
+    losses = {
+        name: _read(paths.loss_file(name), name, lambda p: p.read_text(encoding="utf-8")) for name in params.models
+    }
 
     fit_png, predicted_png = draw(split, predictions)
     write_bytes(paths.FIT_FIGURE, fit_png)

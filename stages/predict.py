@@ -4,6 +4,7 @@ Reads any model the pipeline wrote (models/<name>.pt), checks that the CSV has t
 columns, applies the stored scaling, and writes the input rows with a `prediction` column appended
 (in the target's original units). Not a DVC stage: a tool for users.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,13 +48,16 @@ def write_with_predictions(source: Path, predictions: np.ndarray, output: Path) 
         finally:
             out.detach()  # flushes into the temporary file, which atomic_open closes (and removes on error)
         if written != len(predictions):  # never write rows and predictions out of step
-            raise UserError(f"{source}: {written} records now but {len(predictions)} rows read before; "
-                            "did the file change while predicting?")
+            raise UserError(
+                f"{source}: {written} records now but {len(predictions)} rows read before; "
+                "did the file change while predicting?"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model", help="a model file written by the pipeline, e.g. models/mlp.pt")
     parser.add_argument("csv", help="CSV with the model's feature columns (other columns are kept)")
     parser.add_argument("-o", "--output", required=True, help="where to write the rows with predictions")

@@ -1,4 +1,5 @@
 """Stage `prepare`: read and check the CSV named in params.yaml, split it, and store the splits."""
+
 from __future__ import annotations
 
 import argparse
@@ -64,9 +65,11 @@ def main(argv: list[str] | None = None) -> None:
 
     data = load_params(args.params).data
     if not Path(os.path.abspath(data.path)).is_relative_to(Path.cwd()):  # as written: `..` counts, links do not
-        print(f"prepare: warning: data.path {data.path} is outside the project, so a clone of it elsewhere (CI, "
-              "a colleague) will not find the file; copy it into data/ (and `dvc add` it if it is large)",
-              file=sys.stderr)
+        print(
+            f"prepare: warning: data.path {data.path} is outside the project, so a clone of it elsewhere (CI, "
+            "a colleague) will not find the file; copy it into data/ (and `dvc add` it if it is large)",
+            file=sys.stderr,
+        )
     table = read_table(data.path, data.features, data.target)
     plan = plan_split(table.X, table.y, data)
     with atomic_dir(args.out) as folder:

@@ -3,6 +3,7 @@
 No CSV reading here (that is stages/csv_input.py, prepare's alone) and no torch: `evaluate` and `plot`
 import this module and must start fast.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,8 +75,9 @@ def _take_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def write_split(folder: Path, X: np.ndarray, y: np.ndarray, features: tuple[str, ...], target: str,
-                plan: SplitPlan) -> None:
+def write_split(
+    folder: Path, X: np.ndarray, y: np.ndarray, features: tuple[str, ...], target: str, plan: SplitPlan
+) -> None:
     """Write the splits of (X, y) as .npy arrays plus meta.json into an (empty, temporary) folder.
 
     One split array is materialised at a time, so the peak is the table plus its largest split. The

@@ -1,5 +1,6 @@
 """Stage `train@<model>`: fit one model from params.yaml on the training split; save it, its
 summary, its predictions on every prepared row, and its loss per epoch."""
+
 from __future__ import annotations
 
 import argparse
@@ -96,8 +97,14 @@ class TrainedModel:
     losses: list[float]  # per epoch
 
 
-def fit_model(spec: ModelSpec, settings: TrainParams, split: Split, device, say: Callable[[str], None] = print,
-              on_epoch: Callable[[int, float], None] = lambda epoch, loss: None) -> TrainedModel:
+def fit_model(
+    spec: ModelSpec,
+    settings: TrainParams,
+    split: Split,
+    device,
+    say: Callable[[str], None] = print,
+    on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
+) -> TrainedModel:
     """Build the model `spec` names, fit it on the training rows (seeded by settings.seed) on `device`,
     and predict every prepared row. `say` gets the summary and the set-up line before training starts."""
     import torch
@@ -114,8 +121,10 @@ def fit_model(spec: ModelSpec, settings: TrainParams, split: Split, device, say:
     where = "cpu" if spec.method == "exact" else device
     # With data.standardize the loss is that of the scaled target: the metrics' MSE over y_std squared.
     units = f"; loss in standardized units (MSE / {split.scaling.y_std:.6g}^2)" if split.scaling else ""
-    say(f"train@{spec.name}: {len(split.y_train)} rows x {len(split.features)} feature(s), {how}, "
-        f"{arch['dtype']} on {where}{units}")
+    say(
+        f"train@{spec.name}: {len(split.y_train)} rows x {len(split.features)} feature(s), {how}, "
+        f"{arch['dtype']} on {where}{units}"
+    )
 
     if spec.method == "exact":
         # Straight from the mapped float64 rows in blocks: one pass of QR, no tensor of the table.

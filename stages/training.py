@@ -1,4 +1,5 @@
 """Training: the solvers (Adam, L-BFGS, exact least squares), the minibatch loop, divergence checks."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

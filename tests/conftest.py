@@ -1,4 +1,5 @@
 """Fixtures: a project folder with the seed CSV and params.yaml, as a stage sees the project root."""
+
 from __future__ import annotations
 
 from pathlib import Path

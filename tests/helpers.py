@@ -1,4 +1,5 @@
 """What the tests share: the seed CSV and params, running a stage for real, driving dvc and git in a clone."""
+
 from __future__ import annotations
 
 import ast
@@ -67,8 +68,9 @@ def commit(repo: Path, message: str) -> None:
 def clone_project(dest: Path) -> Path:
     """A new git repository holding the project's files as git sees them (committed or edited), no outputs
     beyond what git tracks: what a user has after `git clone`."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
-                            capture_output=True, check=True).stdout.splitlines()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True, capture_output=True, check=True
+    ).stdout.splitlines()
     for name in listed:
         if (ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
@@ -125,8 +127,11 @@ def imported_modules(module: str) -> set[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
-            names += [f"{node.module}.{alias.name}" for alias in node.names
-                      if module_file(f"{node.module}.{alias.name}").is_file()]
+            names += [
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if module_file(f"{node.module}.{alias.name}").is_file()
+            ]
         else:
             continue
         for name in names:

@@ -1,5 +1,6 @@
 """Failures through the real dvc: nothing is lost. `git checkout -- . && dvc checkout` restores the commit,
 and undoing the edit then `dvc repro` restores the last good run from DVC's run-cache; Ctrl-C is clean."""
+
 from __future__ import annotations
 
 import os
@@ -77,8 +78,13 @@ def test_sigint_ends_a_training_stage_promptly_without_output(good_repo, tmp_pat
     set_param(repo, "models.mlp.epochs", 10_000_000)
     log = tmp_path / "train.log"
     with log.open("w") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "stages.train", "mlp"], cwd=repo, env=stage_env(),
-                                   stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stages.train", "mlp"],
+            cwd=repo,
+            env=stage_env(),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     wait_for(log, "train@mlp: epoch 1/10000000", process)
     process.send_signal(signal.SIGINT)
     started = time.monotonic()
@@ -96,8 +102,9 @@ def test_ctrl_c_during_dvc_repro_leaves_no_partial_output_and_the_next_repro_suc
     log = tmp_path / "repro.log"
     with log.open("w") as handle:
         # A new session, so the signal can go to the whole process group, as Ctrl-C in a terminal does.
-        process = subprocess.Popen(["dvc", "repro"], cwd=repo, env=stage_env(), stdout=handle,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["dvc", "repro"], cwd=repo, env=stage_env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
     wait_for(log, "train@mlp: epoch 1/10000000", process)
     os.killpg(process.pid, signal.SIGINT)
     process.wait(timeout=30)

@@ -1,5 +1,6 @@
 """The second run costs less than the first, with the real dvc: an edit reruns only the stages whose code
 it touches, and params run before are restored from DVC's run-cache instead of retrained."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,14 @@ from tests.helpers import ROOT, clone_project, import_closure, outputs, repro, s
 pytestmark = pytest.mark.slow
 
 MAKE = ["make", "--no-print-directory", "-o", f"{sys.prefix}/.installed", f"VENV={sys.prefix}"]
-STAGE_MODULES = {"prepare": "stages.prepare", "train@linear": "stages.train", "train@mlp": "stages.train",
-                 "evaluate@linear": "stages.evaluate", "evaluate@mlp": "stages.evaluate", "plot": "stages.plot"}
+STAGE_MODULES = {
+    "prepare": "stages.prepare",
+    "train@linear": "stages.train",
+    "train@mlp": "stages.train",
+    "evaluate@linear": "stages.evaluate",
+    "evaluate@mlp": "stages.evaluate",
+    "plot": "stages.plot",
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +38,11 @@ def changed_stages(repo: Path) -> set[str]:
 
 
 def cached_stages(out: str) -> set[str]:
-    return {line.split("'")[1] for line in out.splitlines() if line.endswith("is cached - skipping run, checking out "
-                                                                               "outputs")}
+    return {
+        line.split("'")[1]
+        for line in out.splitlines()
+        if line.endswith("is cached - skipping run, checking out outputs")
+    }
 
 
 @pytest.mark.parametrize("path", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "stages").glob("*.py")))

@@ -1,4 +1,5 @@
 """End to end: the real dvc and git on a copy of the project in a temporary repository."""
+
 from __future__ import annotations
 
 import json
@@ -108,8 +109,11 @@ def test_models_added_only_in_params_are_trained_evaluated_and_plotted(repo):
     ran = repro(repo)
     assert ran == {"train@linear_exact", "evaluate@linear_exact", "plot"}
     assert overlay_models(repo, "show") == {"workspace": {"linear", "mlp", "linear_exact"}}  # three curves
-    set_param(repo, "models.mlp_wide", {"kind": "mlp", "hidden": [64, 64], "activation": "relu",
-                                         "lr": 0.003, "epochs": 300, "batch_size": 4})
+    set_param(
+        repo,
+        "models.mlp_wide",
+        {"kind": "mlp", "hidden": [64, 64], "activation": "relu", "lr": 0.003, "epochs": 300, "batch_size": 4},
+    )
     assert repro(repo) == {"train@mlp_wide", "evaluate@mlp_wide", "plot"}
     shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
     files = next(iter(shown.values()))["data"]
@@ -118,8 +122,10 @@ def test_models_added_only_in_params_are_trained_evaluated_and_plotted(repo):
     assert abs(exact["train"]["optimality_gap"]) < 1e-12
     plots = json.loads(sh(repo, "dvc", "plots", "show", "--json").stdout)["data"]
     assert {"plots/losses.csv", "plots/predicted/linear_exact.csv", "plots/predicted/mlp_wide.csv"} <= set(plots)
-    assert overlay_models(repo, "diff", "HEAD") == {"HEAD": {"linear", "mlp"},
-                                                    "workspace": {"linear", "mlp", "linear_exact", "mlp_wide"}}
+    assert overlay_models(repo, "diff", "HEAD") == {
+        "HEAD": {"linear", "mlp"},
+        "workspace": {"linear", "mlp", "linear_exact", "mlp_wide"},
+    }
     assert (repo / "plots" / "fit.png").read_bytes() != figure_before
     assert (repo / "models" / "mlp_wide.pt").exists()
 
@@ -135,9 +141,11 @@ def test_a_renamed_models_leftover_predictions_are_refused_so_the_lock_reproduce
     refused = sh(repo, "dvc", "repro", check=False)
     assert refused.returncode != 0 and "Running stage 'train@renamed'" in refused.stdout
     names = ", ".join(params["models"])
-    assert (f"error: plots/loss/extra.csv predictions/extra.npy: not the output of a model in params.yaml ({names}); "
-            "delete them (rm -r plots/loss/extra.csv predictions/extra.npy): this stage depends on the whole "
-            "predictions/ and plots/loss/ folders") in refused.stderr
+    assert (
+        f"error: plots/loss/extra.csv predictions/extra.npy: not the output of a model in params.yaml ({names}); "
+        "delete them (rm -r plots/loss/extra.csv predictions/extra.npy): this stage depends on the whole "
+        "predictions/ and plots/loss/ folders"
+    ) in refused.stderr
     # The model trained before plot failed stays out of git (DVC takes back the .gitignore entries it wrote
     # during a failed repro, treeverse/dvc#11091; the project's .gitignore covers them by pattern).
     untracked = sh(repo, "git", "status", "--porcelain", "--untracked-files=all").stdout

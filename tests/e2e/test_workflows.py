@@ -1,5 +1,6 @@
 """How DVC users work, end to end with the real dvc and git: experiments and queues, the CI checks
 (check-repro with a tolerance, report.md), and data versioning through a local directory remote."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,14 @@ def test_exp_run_with_a_changed_param_changes_the_metric(repo):
 
 
 def test_exp_run_can_add_a_whole_model(repo):
-    out = sh(repo, "dvc", "exp", "run", "-S", "+models.wide={kind: mlp, hidden: [16, 16], activation: relu, lr: 0.01, "
-             "epochs: 200}").stdout
+    out = sh(
+        repo,
+        "dvc",
+        "exp",
+        "run",
+        "-S",
+        "+models.wide={kind: mlp, hidden: [16, 16], activation: relu, lr: 0.01, epochs: 200}",
+    ).stdout
     assert "Running stage 'train@wide'" in out and "Running stage 'train@mlp'" not in out
     assert "Running stage 'evaluate@wide'" in out and "Running stage 'plot'" in out
     shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)

@@ -1,5 +1,6 @@
 """Every file in tests/corpus goes through the real stage: exit code 2, one line naming the culprit,
 no traceback, and no output created or changed."""
+
 from __future__ import annotations
 
 import shutil
@@ -76,10 +77,17 @@ def test_a_stage_run_by_an_interpreter_without_the_packages_says_so(good_run, st
     # `python -S` leaves site-packages off the path: as if `dvc repro` ran outside the project's venv.
     before = outputs(good_run)
     module, *args = stage.split()
-    result = subprocess.run([sys.executable, "-S", "-m", f"stages.{module}", *args], cwd=good_run, env=stage_env(),
-                            text=True, capture_output=True)
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", f"stages.{module}", *args],
+        cwd=good_run,
+        env=stage_env(),
+        text=True,
+        capture_output=True,
+    )
     assert result.returncode == 2
-    assert result.stderr == (f"error: {sys.executable} has no numpy, pandas, yaml, torch, matplotlib: this is not "
-                             "the project's environment; run `make repro`, or `source .venv/bin/activate` first "
-                             "(after `make venv`)\n")
+    assert result.stderr == (
+        f"error: {sys.executable} has no numpy, pandas, yaml, torch, matplotlib: this is not "
+        "the project's environment; run `make repro`, or `source .venv/bin/activate` first "
+        "(after `make venv`)\n"
+    )
     assert outputs(good_run) == before

@@ -1,4 +1,5 @@
 """The evaluate stage as dvc runs it: reading train's outputs, writing metrics and plot data, warning."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,11 @@ def _prepare_and_predict(workdir, predictions):
     (workdir / "predictions").mkdir()
     np.save(workdir / "predictions" / "linear.npy", np.asarray(predictions, dtype=np.float64))
     (workdir / "models").mkdir()
-    card = {"architecture": {"kind": "linear"}, "coefficients": {"x": 0.7, "intercept": 3.0},
-            "least_squares_mse": 1.56 / 11}
+    card = {
+        "architecture": {"kind": "linear"},
+        "coefficients": {"x": 0.7, "intercept": 3.0},
+        "least_squares_mse": 1.56 / 11,
+    }
     (workdir / "models" / "linear.json").write_text(json.dumps(card))
 
 
@@ -48,5 +52,7 @@ def test_evaluate_warns_on_stderr_and_still_succeeds(workdir):
     _prepare_and_predict(workdir, y + np.array([1, -1] * 5))  # mse 1.0, least squares 1.56 / 11
     result = run_module(workdir, "evaluate", "linear")
     assert result.returncode == 0
-    assert result.stderr == ("evaluate@linear: warning: its training MSE is 7.05 times the least-squares optimum; "
-                             "set data.standardize: true, or tune models.linear.lr and epochs, or use solver: exact\n")
+    assert result.stderr == (
+        "evaluate@linear: warning: its training MSE is 7.05 times the least-squares optimum; "
+        "set data.standardize: true, or tune models.linear.lr and epochs, or use solver: exact\n"
+    )

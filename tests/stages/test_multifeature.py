@@ -1,4 +1,5 @@
 """A three-feature CSV with a test split and scaling, through every stage."""
+
 import json
 
 import numpy as np
@@ -14,14 +15,21 @@ def test_three_features_with_a_test_split_through_every_stage(workdir):
     y = X @ TRUE_W + 4.0 + rng.normal(scale=0.1, size=60)
     rows = "".join(",".join(map(repr, [*r, t])) + "\n" for r, t in zip(X.tolist(), y.tolist(), strict=True))
     (workdir / "data" / "wide.csv").write_text("a,b,c,target\n" + rows)
-    params = default_params(path="data/wide.csv", features=["a", "b", "c"], target="target",
-                            test_size=0.25, standardize=True)
+    params = default_params(
+        path="data/wide.csv", features=["a", "b", "c"], target="target", test_size=0.25, standardize=True
+    )
     params["models"]["linear"]["epochs"] = 600
     params["models"]["mlp"]["epochs"] = 300
     write_params(workdir, params)
 
-    for args in (["prepare"], ["train", "linear"], ["train", "mlp"], ["evaluate", "linear"],
-                 ["evaluate", "mlp"], ["plot"]):
+    for args in (
+        ["prepare"],
+        ["train", "linear"],
+        ["train", "mlp"],
+        ["evaluate", "linear"],
+        ["evaluate", "mlp"],
+        ["plot"],
+    ):
         result = run_module(workdir, *args)
         assert result.returncode == 0, (args, result.stderr)
 

@@ -1,4 +1,5 @@
 """The plot stage as dvc runs it: what it reads from train's outputs, what it writes, what it refuses."""
+
 from __future__ import annotations
 
 import struct
@@ -27,7 +28,8 @@ def test_plot_draws_both_figures_deterministically(workdir):
     assert result.returncode == 0, result.stderr
     assert result.stdout == "plot: wrote plots/fit.png, plots/predicted_vs_actual.png and plots/losses.csv\n"
     assert (workdir / "plots" / "losses.csv").read_text() == (
-        "model,epoch,loss\nlinear,1,6.5\nlinear,2,0.25\nmlp,1,3.5\nmlp,2,0.25\n")
+        "model,epoch,loss\nlinear,1,6.5\nlinear,2,0.25\nmlp,1,3.5\nmlp,2,0.25\n"
+    )
     figures = {name: (workdir / "plots" / name).read_bytes() for name in ("fit.png", "predicted_vs_actual.png")}
     assert all(data.startswith(PNG_MAGIC) for data in figures.values())
     assert b"Software" not in figures["fit.png"] and b"matplotlib" not in figures["fit.png"]
@@ -51,8 +53,10 @@ def test_plot_draws_a_density_past_the_scatter_limit_deterministically(workdir):
     x = rng.uniform(0, 10, size=SCATTER_LIMIT + 1000)
     (workdir / "data" / "seed.csv").write_text("x,y\n" + "".join(f"{a!r},{2 * a + 1!r}\n" for a in x.tolist()))
     assert run_module(workdir, "prepare").returncode == 0
-    trained(workdir, {name: 2 * x + 1 + rng.normal(scale=noise, size=len(x)) for name, noise in (("linear", 0.5),
-                                                                                                ("mlp", 0.1))})
+    trained(
+        workdir,
+        {name: 2 * x + 1 + rng.normal(scale=noise, size=len(x)) for name, noise in (("linear", 0.5), ("mlp", 0.1))},
+    )
     # prepare writes the train rows then the test rows; the predictions only need the same count here
     result = run_module(workdir, "plot")
     assert result.returncode == 0, result.stderr

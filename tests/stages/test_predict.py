@@ -1,4 +1,5 @@
 """The predict tool as users run it: a trained model applied to a CSV."""
+
 from __future__ import annotations
 
 import csv
@@ -30,8 +31,10 @@ def test_predict_rejects_a_csv_without_the_feature_column(workdir):
     (workdir / "new.csv").write_text("a,b\n1,2\n")
     result = run_module(workdir, "predict", "models/linear.pt", "new.csv", "-o", "out.csv")
     assert result.returncode == 2
-    assert result.stderr == ("error: new.csv: missing the model's feature column(s) 'x' (models/linear.pt was "
-                             "trained on 'x'); the columns are 'a', 'b'\n")
+    assert result.stderr == (
+        "error: new.csv: missing the model's feature column(s) 'x' (models/linear.pt was "
+        "trained on 'x'); the columns are 'a', 'b'\n"
+    )
     assert not (workdir / "out.csv").exists()
 
 

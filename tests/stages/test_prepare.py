@@ -48,8 +48,9 @@ def test_debug_env_shows_the_traceback(workdir):
 def test_binary_splits_round_trip_the_csv_values_exactly(workdir):
     # magnitudes from 1e-149 to 1e149 (beyond ±1e150 prepare refuses a value: its square overflows)
     rng = np.random.default_rng(9)
-    values = np.column_stack([rng.normal(size=500) * 10.0 ** rng.integers(-149, 149, size=500),
-                              rng.standard_normal(500)])
+    values = np.column_stack(
+        [rng.normal(size=500) * 10.0 ** rng.integers(-149, 149, size=500), rng.standard_normal(500)]
+    )
     (workdir / "data" / "seed.csv").write_text("x,y\n" + "".join(f"{a!r},{b!r}\n" for a, b in values.tolist()))
     write_params(workdir, default_params(test_size=0.25, split_seed=4))
     assert run_module(workdir, "prepare").returncode == 0
@@ -66,8 +67,10 @@ def test_a_csv_outside_the_project_is_read_with_a_warning(workdir, tmp_path_fact
         write_params(workdir, default_params(path=path))
         result = run_module(workdir, "prepare")
         assert result.returncode == 0
-        assert result.stderr == (f"prepare: warning: data.path {path} is outside the project, so a clone of it "
-                                 "elsewhere (CI, a colleague) will not find the file; copy it into data/ (and "
-                                 "`dvc add` it if it is large)\n")
+        assert result.stderr == (
+            f"prepare: warning: data.path {path} is outside the project, so a clone of it "
+            "elsewhere (CI, a colleague) will not find the file; copy it into data/ (and "
+            "`dvc add` it if it is large)\n"
+        )
     write_params(workdir, default_params())
     assert run_module(workdir, "prepare").stderr == ""

@@ -60,8 +60,9 @@ def test_data_that_float32_cannot_hold_is_refused_not_trained_on(workdir, column
     assert run_module(workdir, "prepare").returncode == 0
     result = run_module(workdir, "train", "mlp")
     assert result.returncode == 2 and not (workdir / "models").exists()
-    assert result.stderr == (f"error: data: column {shown} does not fit in float32; set data.standardize: true, "
-                             "or train.dtype: float64\n")
+    assert result.stderr == (
+        f"error: data: column {shown} does not fit in float32; set data.standardize: true, or train.dtype: float64\n"
+    )
     params = default_params()
     params["train"]["dtype"] = "float64"
     write_params(workdir, params)
@@ -91,8 +92,10 @@ def test_a_model_too_large_for_memory_is_one_line_not_a_traceback(workdir):
     assert run_module(workdir, "prepare").returncode == 0
     result = run_module(workdir, "train", "mlp")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr == ("error: out of memory (tried to allocate 400000000000 bytes); lower the models' hidden "
-                             "sizes or batch_size, or use fewer rows (STAGES_DEBUG=1 shows where)\n")
+    assert result.stderr == (
+        "error: out of memory (tried to allocate 400000000000 bytes); lower the models' hidden "
+        "sizes or batch_size, or use fewer rows (STAGES_DEBUG=1 shows where)\n"
+    )
 
 
 def test_a_wide_linear_model_logs_its_first_20_weights_and_says_where_the_rest_are(workdir):

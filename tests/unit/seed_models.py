@@ -1,5 +1,6 @@
 """The ten seed points, ways to train a model on them, and a split of any CSV as `prepare` makes it,
 shared by the unit tests of models, training, train and evaluate."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,9 +37,15 @@ def split_from_csv(data: DataParams) -> Split:
     """The split `prepare` would write for these data params, in memory."""
     table = read_table(data.path, data.features, data.target)
     plan = plan_split(table.X, table.y, data)
-    return Split(features=table.features, target=table.target, X_train=table.X[plan.train_rows],
-                 y_train=table.y[plan.train_rows], X_test=table.X[plan.test_rows], y_test=table.y[plan.test_rows],
-                 scaling=plan.scaling)
+    return Split(
+        features=table.features,
+        target=table.target,
+        X_train=table.X[plan.train_rows],
+        y_train=table.y[plan.train_rows],
+        X_test=table.X[plan.test_rows],
+        y_test=table.y[plan.test_rows],
+        scaling=plan.scaling,
+    )
 
 
 def fit_quietly(spec: ModelSpec, split: Split, settings: TrainParams | None = None):

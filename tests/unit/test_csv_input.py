@@ -115,31 +115,47 @@ def test_a_quoted_comma_in_a_column_not_read_is_no_extra_field(tmp_path):
         ("x ,y\n1,2\n", "column 'x' not found; did you mean 'x '? the columns are 'x ', 'y'"),
         ("X,y\n1,2\n", "column 'x' not found; did you mean 'X'? the columns are 'X', 'y'"),
         ("x,yy\n1,2\n", "column 'y' not found; did you mean 'yy'? the columns are 'x', 'yy'"),
-        ("x," + ",".join(f"c{i}" for i in range(30)) + "\n" + "1," * 30 + "1\n",
-         "column 'y' not found; the columns are 'x', " + ", ".join(f"'c{i}'" for i in range(19)) + " and 11 more"),
+        (
+            "x," + ",".join(f"c{i}" for i in range(30)) + "\n" + "1," * 30 + "1\n",
+            "column 'y' not found; the columns are 'x', " + ", ".join(f"'c{i}'" for i in range(19)) + " and 11 more",
+        ),
         ("x;y\n1;2\n", "looks like it uses ';' or tabs"),
-        ("sep=,\nx,y\n1,2\n", "column 'x' not found; the first line, 'sep=,', is Excel's separator hint, not the "
-         "header: delete that line"),
+        (
+            "sep=,\nx,y\n1,2\n",
+            "column 'x' not found; the first line, 'sep=,', is Excel's separator hint, not the "
+            "header: delete that line",
+        ),
         ("sep=;\nx;y\n1;2\n", "the first line, 'sep=;', is Excel's separator hint"),
         ("x,y,x\n1,2,3\n", "header names column 'x' more than once"),
         ("x,y\n1,2\n3,abc\n", "row 2 (line 3), column 'y': 'abc' is not a number"),
-        ("x,y\n1,2\nx,y\n3,4\n", "row 2 (line 3), column 'x': 'x' is not a number; it repeats the header: remove "
-         "that line"),
+        (
+            "x,y\n1,2\nx,y\n3,4\n",
+            "row 2 (line 3), column 'x': 'x' is not a number; it repeats the header: remove that line",
+        ),
         ("x,y\n1,5\n2,true\n", "row 2 (line 3), column 'y': 'true' is not a number; write yes/no values as 1 and 0"),
         ("x,y\n1,5\n2,no\n", "row 2 (line 3), column 'y': 'no' is not a number; write yes/no values as 1 and 0"),
-        ('x,y\n1,"1,234.5"\n', "column 'y': '1,234.5' is not a number; numbers need '.' as the decimal mark and no "
-         "thousands separators, e.g. 1234.5"),
+        (
+            'x,y\n1,"1,234.5"\n',
+            "column 'y': '1,234.5' is not a number; numbers need '.' as the decimal mark and no "
+            "thousands separators, e.g. 1234.5",
+        ),
         ('x,y\n1,"2,5"\n', "column 'y': '2,5' is not a number; numbers need '.' as the decimal mark"),
         ("x,y\n1,5%\n", "column 'y': '5%' is not a number; write percentages as plain numbers, e.g. 5 or 0.05"),
         ("x,y\n1,$12.50\n", "column 'y': '$12.50' is not a number; remove the currency symbol"),
         ("x,y\n1,twelve\n", "column 'y': 'twelve' is not a number"),
         ("x,y\n1,2\n,4\n", "row 2 (line 3), column 'x': the cell is empty"),
         ("x,y\n1,inf\n", "row 1 (line 2), column 'y': inf is not a finite number"),
-        ("x,y\n1,2\n1.7e308,3\n", "row 2 (line 3), column 'x': 1.7e+308 is too large to compute with (beyond "
-         "±1e+150 its square overflows); rescale the column, e.g. divide it by a power of ten"),
+        (
+            "x,y\n1,2\n1.7e308,3\n",
+            "row 2 (line 3), column 'x': 1.7e+308 is too large to compute with (beyond "
+            "±1e+150 its square overflows); rescale the column, e.g. divide it by a power of ten",
+        ),
         ("x,y\n1,-2e150\n", "row 1 (line 2), column 'y': -2e+150 is too large to compute with"),
-        ("x,y\n1e-200,1\n3e-200,2\n", "column 'x' only varies from 1e-200 to 3e-200: differences below 1e-150 "
-         "vanish when squared; rescale the column, e.g. multiply it by a power of ten"),
+        (
+            "x,y\n1e-200,1\n3e-200,2\n",
+            "column 'x' only varies from 1e-200 to 3e-200: differences below 1e-150 "
+            "vanish when squared; rescale the column, e.g. multiply it by a power of ten",
+        ),
         ("x,y\n\n1,2\n\n3,1e999\n", "row 2 (line 5), column 'y': inf is not a finite number"),
         ("x,y\n1,2\n3\n", "row 2 (line 3) has 1 field(s) but the header has 2"),
         ("x,y\n1,NA\n", "row 1 (line 2), column 'y': 'NA' is not a number"),

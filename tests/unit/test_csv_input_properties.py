@@ -1,4 +1,5 @@
 """Property-based tests of the CSV reader: valid tables load exactly; junk only ever raises UserError."""
+
 from __future__ import annotations
 
 import csv
@@ -20,8 +21,11 @@ names = st.text(alphabet=st.sampled_from("abcxyz_ ABC0123Ã©"), min_size=1, max_s
 # Integers past 2**64 too: both the typed fast path and the inferring fallback must round them correctly.
 # Magnitudes beyond LARGEST_VALUE are refused (their squares overflow): test_data.py names that cell.
 # Tiny floats stay in: a column whose values differ by less than SMALLEST_SPREAD must be refused.
-finite = (st.floats(min_value=-LARGEST_VALUE, max_value=LARGEST_VALUE) | st.integers(-(10**25), 10**25)
-          | st.floats(min_value=-1e-160, max_value=1e-160))
+finite = (
+    st.floats(min_value=-LARGEST_VALUE, max_value=LARGEST_VALUE)
+    | st.integers(-(10**25), 10**25)
+    | st.floats(min_value=-1e-160, max_value=1e-160)
+)
 
 
 @st.composite
@@ -59,8 +63,10 @@ csv_ish = st.text(alphabet=st.sampled_from('xy,0123456789.e-+"\n\r \t;nainf\x00Ã
 
 
 @settings(SETTINGS, max_examples=400)
-@given(st.sampled_from([b"", b"x,y\n", b"x,y\n1,2\n", b'"x","y"\r\n', b"x,y,z\n1,2,3\n"]),
-       st.binary(max_size=200) | csv_ish)
+@given(
+    st.sampled_from([b"", b"x,y\n", b"x,y\n1,2\n", b'"x","y"\r\n', b"x,y,z\n1,2,3\n"]),
+    st.binary(max_size=200) | csv_ish,
+)
 def test_junk_never_raises_anything_but_user_error(tmp_path, prefix, junk):
     path = tmp_path / "junk.csv"
     path.write_bytes(prefix + junk)

@@ -1,6 +1,7 @@
 """dvc.yaml against the code: each stage's code deps are exactly the stages/ files its module imports
 (directly or through other project modules, the package's __init__ included), and its outputs are the
 paths stages/paths.py defines."""
+
 from __future__ import annotations
 
 import re
@@ -21,8 +22,11 @@ def stage_definitions() -> dict[str, dict]:
 
 
 def declared_paths(stage: dict, *sections: str) -> set[str]:
-    return {next(iter(entry)) if isinstance(entry, dict) else entry for section in sections
-            for entry in stage.get(section, [])}
+    return {
+        next(iter(entry)) if isinstance(entry, dict) else entry
+        for section in sections
+        for entry in stage.get(section, [])
+    }
 
 
 @pytest.mark.parametrize("name", sorted(DVC_YAML["stages"]))
@@ -52,8 +56,10 @@ def outputs_of(name: str, model: str = "NAME") -> set[str]:
 
 def test_dvc_yaml_declares_the_outputs_stages_paths_defines():
     assert outputs_of("prepare") == {str(paths.PREPARED_DIR)}
-    assert outputs_of("train") == {str(f("NAME")) for f in (paths.model_file, paths.model_card, paths.model_summary,
-                                                            paths.predictions_file, paths.loss_file)}
+    assert outputs_of("train") == {
+        str(f("NAME"))
+        for f in (paths.model_file, paths.model_card, paths.model_summary, paths.predictions_file, paths.loss_file)
+    }
     assert outputs_of("evaluate") == {str(paths.metrics_file("NAME")), str(paths.predicted_file("NAME"))}
     assert outputs_of("plot") == {str(paths.FIT_FIGURE), str(paths.PREDICTED_FIGURE), str(paths.LOSSES_FILE)}
     assert {str(paths.PREDICTIONS_DIR), str(paths.LOSS_DIR)} <= set(stage_definitions()["plot"]["deps"])

@@ -1,4 +1,5 @@
 """run_stage: user mistakes and running out of memory become one line and exit code 2; bugs stay tracebacks."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,15 +18,24 @@ def raising(err: BaseException):
     "err, message",
     [
         (UserError("data/x.csv: file not found"), "error: data/x.csv: file not found\n"),
-        (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
-                      "you tried to allocate 400000000000 bytes. Error code 12 (Cannot allocate memory)"),
-         "error: out of memory (tried to allocate 400000000000 bytes); lower the models' hidden sizes or "
-         "batch_size, or use fewer rows (STAGES_DEBUG=1 shows where)\n"),
-        (RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.15 GiB total capacity)"),
-         "error: out of memory (tried to allocate 20.00 GiB); lower the models' hidden sizes or batch_size, or "
-         "use fewer rows (STAGES_DEBUG=1 shows where)\n"),
-        (MemoryError(), "error: out of memory; lower the models' hidden sizes or batch_size, or use fewer rows "
-                        "(STAGES_DEBUG=1 shows where)\n"),
+        (
+            RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                "you tried to allocate 400000000000 bytes. Error code 12 (Cannot allocate memory)"
+            ),
+            "error: out of memory (tried to allocate 400000000000 bytes); lower the models' hidden sizes or "
+            "batch_size, or use fewer rows (STAGES_DEBUG=1 shows where)\n",
+        ),
+        (
+            RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.15 GiB total capacity)"),
+            "error: out of memory (tried to allocate 20.00 GiB); lower the models' hidden sizes or batch_size, or "
+            "use fewer rows (STAGES_DEBUG=1 shows where)\n",
+        ),
+        (
+            MemoryError(),
+            "error: out of memory; lower the models' hidden sizes or batch_size, or use fewer rows "
+            "(STAGES_DEBUG=1 shows where)\n",
+        ),
     ],
 )
 def test_user_errors_and_out_of_memory_are_one_line_and_exit_2(capsys, monkeypatch, err, message):

@@ -1,4 +1,5 @@
 """evaluate's pure functions: scores per split, plot data, the warning when training stopped short."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,14 @@ def test_score_splits_the_predictions_into_train_and_test_and_carries_a_linear_c
     assert metrics["train"]["mse"] == pytest.approx(1 / 3) and metrics["test"]["mse"] == 2.0
     assert metrics["train"]["optimality_gap"] == pytest.approx((1 / 3 - 0.5) / 0.5)
     assert metrics["coefficients"] == card["coefficients"]
-    assert plot_data.splitlines() == ["split,actual,predicted", "train,1.0,1.0", "train,2.0,2.0", "train,3.0,4.0",
-                                      "test,4.0,4.0", "test,6.0,4.0"]
+    assert plot_data.splitlines() == [
+        "split,actual,predicted",
+        "train,1.0,1.0",
+        "train,2.0,2.0",
+        "train,3.0,4.0",
+        "test,4.0,4.0",
+        "test,6.0,4.0",
+    ]
     mlp, _ = score(y_train, y_test[:0], np.array([1.0, 2.0, 3.0]), {"architecture": {"kind": "mlp"}})
     assert set(mlp) == {"train"} and mlp["train"]["mse"] == 0.0
 
@@ -31,8 +38,10 @@ def test_plot_data_of_a_large_split_is_a_seeded_sample():
 
 
 def test_metric_lines_name_each_split_with_its_rows():
-    metrics = {"train": {"mse": 0.5, "rmse": 0.7, "mae": 0.4, "r2": None},
-               "test": {"mse": 1, "rmse": 1, "mae": 1, "r2": 0.25}}
+    metrics = {
+        "train": {"mse": 0.5, "rmse": 0.7, "mae": 0.4, "r2": None},
+        "test": {"mse": 1, "rmse": 1, "mae": 1, "r2": 0.25},
+    }
     assert metric_lines("m", metrics, {"train": 8, "test": 2}) == [
         "evaluate@m: train (8 rows): mse 0.5, rmse 0.7, mae 0.4, r2 n/a",
         "evaluate@m: test (2 rows): mse 1, rmse 1, mae 1, r2 0.2500",
@@ -63,12 +72,23 @@ def test_optimality_gap_follows_its_formula_for_adam():
     "standardize, train, expected",
     [
         (False, {"optimality_gap": 1e-7, "r2": 0.97}, None),
-        (False, {"optimality_gap": 0.161, "r2": 0.5}, "evaluate@m: warning: its training MSE is 1.16 times the "
-         "least-squares optimum; set data.standardize: true, or tune models.m.lr and epochs, or use solver: exact"),
-        (True, {"optimality_gap": 3.0, "r2": 0.1}, "evaluate@m: warning: its training MSE is 4 times the "
-         "least-squares optimum; tune models.m.lr and epochs, or use solver: exact"),
-        (True, {"r2": -0.5}, "evaluate@m: warning: train r2 is -0.5, worse than predicting the mean; "
-         "tune models.m.lr and epochs"),
+        (
+            False,
+            {"optimality_gap": 0.161, "r2": 0.5},
+            "evaluate@m: warning: its training MSE is 1.16 times the "
+            "least-squares optimum; set data.standardize: true, or tune models.m.lr and epochs, or use solver: exact",
+        ),
+        (
+            True,
+            {"optimality_gap": 3.0, "r2": 0.1},
+            "evaluate@m: warning: its training MSE is 4 times the "
+            "least-squares optimum; tune models.m.lr and epochs, or use solver: exact",
+        ),
+        (
+            True,
+            {"r2": -0.5},
+            "evaluate@m: warning: train r2 is -0.5, worse than predicting the mean; tune models.m.lr and epochs",
+        ),
         (False, {"r2": None}, None),  # a constant target: nothing to compare with
         (False, {"optimality_gap": None, "r2": 1.0}, None),
     ],

@@ -31,7 +31,10 @@ def test_summary_lists_layers_shapes_and_parameter_counts():
     arch = models.architecture(MLP, 1, "float32")
     rows = models.layer_summary(models.build_model(arch), 1)
     assert [(r["layer"], r["output_shape"], r["params"]) for r in rows] == [
-        ("Linear-1", [-1, 10], 20), ("Tanh-2", [-1, 10], 0), ("Linear-3", [-1, 1], 11)]
+        ("Linear-1", [-1, 10], 20),
+        ("Tanh-2", [-1, 10], 0),
+        ("Linear-3", [-1, 1], 11),
+    ]
     summary = models.format_summary("mlp", arch, rows)
     assert summary.startswith("Model mlp: mlp, activation tanh, float32\n") and "Total params: 31" in summary
 

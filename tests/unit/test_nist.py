@@ -1,4 +1,5 @@
 """NIST StRD certified values: `solver: exact` on the data as prepare splits it, as train fits it."""
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,9 @@ def significant_digits(got: float, want: float) -> float:
 @pytest.mark.parametrize("name", sorted(CERTIFIED))
 def test_exact_solver_reproduces_certified_coefficients(name, standardize):
     case = CERTIFIED[name]
-    data = DataParams(path=str(NIST / f"{name}.csv"), features=tuple(case["features"]), target=case["target"],
-                      standardize=standardize)
+    data = DataParams(
+        path=str(NIST / f"{name}.csv"), features=tuple(case["features"]), target=case["target"], standardize=standardize
+    )
     trained = fit_quietly(ModelSpec(name="ls", kind="linear", solver="exact"), split_from_csv(data))
 
     got = trained.card["coefficients"]

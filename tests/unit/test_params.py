@@ -19,8 +19,11 @@ def test_project_params_load_with_reference_values():
 
 
 def test_optional_keys_take_defaults():
-    raw = {"data": {"path": "a.csv", "features": ["a", "b"], "target": "c"}, "train": {},
-           "models": {"m": {"kind": "mlp", "hidden": [4, 3], "lr": 0.1, "epochs": 5}}}
+    raw = {
+        "data": {"path": "a.csv", "features": ["a", "b"], "target": "c"},
+        "train": {},
+        "models": {"m": {"kind": "mlp", "hidden": [4, 3], "lr": 0.1, "epochs": 5}},
+    }
     params = parse_params(raw)
     assert params.data.test_size == 0.0 and params.data.standardize is False
     assert params.train.seed == 0 and params.train.log_every == 100

@@ -1,4 +1,5 @@
 """plot's pure functions: the density grid, the figures, the loss overlay, leftovers."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +26,6 @@ def test_density_of_constant_predictions_is_one_row_of_bins():
     counts, _, y_edges = density(np.arange(100.0), np.full(100, 3.0), bins=10)
     assert counts.sum() == 100 and np.count_nonzero(counts.sum(axis=0)) == 1
     assert y_edges[0] < 3.0 < y_edges[-1]
-
 
 
 def test_overlay_puts_every_models_losses_in_one_long_table_in_params_order():

@@ -1,4 +1,5 @@
 """predict's writer: the input records with a prediction column, written atomically."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """prepare's pure functions: the seeded split and the training scaling."""
+
 from __future__ import annotations
 
 from dataclasses import replace

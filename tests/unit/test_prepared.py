@@ -1,4 +1,5 @@
 """The prepared-split format: written by prepare, mapped by every later stage."""
+
 from __future__ import annotations
 
 import numpy as np

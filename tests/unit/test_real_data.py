@@ -1,5 +1,6 @@
 """The diabetes data (442 patients, 10 features; shipped by scikit-learn, copied to data/diabetes.csv)
 through prepare's split, train's fit and evaluate's scores: Adam with the reference settings against least squares."""
+
 from __future__ import annotations
 
 from stages.evaluate import fit_warning, score
@@ -13,8 +14,9 @@ REFERENCE_ADAM = ModelSpec(name="linear", kind="linear", solver="adam", lr=0.07,
 
 def optimality_gap(standardize: bool) -> tuple[float, str | None]:
     """The linear model's optimality_gap, and the warning evaluate would print."""
-    data = DataParams(path=str(ROOT / "data" / "diabetes.csv"), features=FEATURES, target="progression",
-                      standardize=standardize)
+    data = DataParams(
+        path=str(ROOT / "data" / "diabetes.csv"), features=FEATURES, target="progression", standardize=standardize
+    )
     split = split_from_csv(data)
     trained = fit_quietly(REFERENCE_ADAM, split)
     metrics, _ = score(split.y_train, split.y_test, trained.predictions, trained.card)
@@ -31,5 +33,7 @@ def test_without_standardize_reference_adam_stops_far_from_least_squares():
     # -334 on features in mixed units: the gap the metrics report is what tells the user.
     gap, warning = optimality_gap(standardize=False)
     assert gap > 0.05  # and the log says so, with what to change
-    assert warning == (f"evaluate@linear: warning: its training MSE is {1 + gap:.3g} times the least-squares "
-                       "optimum; set data.standardize: true, or tune models.linear.lr and epochs, or use solver: exact")
+    assert warning == (
+        f"evaluate@linear: warning: its training MSE is {1 + gap:.3g} times the least-squares "
+        "optimum; set data.standardize: true, or tune models.linear.lr and epochs, or use solver: exact"
+    )

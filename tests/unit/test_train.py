@@ -1,4 +1,5 @@
 """train's pure parts: fitting a spec on a split, the log, the loss file."""
+
 from __future__ import annotations
 
 import io
@@ -24,7 +25,10 @@ def test_epoch_log_draws_a_progress_bar_on_a_terminal_and_plain_lines_otherwise(
     plain.close()
     out = capsys.readouterr()
     assert [line.split(",")[0] for line in out.out.splitlines()[:3]] == [
-        "train@m: epoch 1/4", "train@m: epoch 2/4", "train@m: epoch 4/4"]
+        "train@m: epoch 1/4",
+        "train@m: epoch 2/4",
+        "train@m: epoch 4/4",
+    ]
     assert "/epoch)" in out.out and "train@m: trained in" in out.out and out.err == ""
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
@@ -36,12 +40,12 @@ def test_epoch_log_draws_a_progress_bar_on_a_terminal_and_plain_lines_otherwise(
     assert "epoch 1/4" not in out.out and "4/4" in out.err and "train@m" in out.err
 
 
-
 def test_fit_model_reaches_the_reference_line_and_describes_what_it_trained():
     said = []
     trained = fit_model(LINEAR, TrainParams(), SEED_SPLIT, "cpu", say=said.append)
     assert said[0] == trained.summary and said[1] == (
-        "train@linear: 10 rows x 1 feature(s), Adam lr 0.07, full batch, 1000 epochs, float32 on cpu")
+        "train@linear: 10 rows x 1 feature(s), Adam lr 0.07, full batch, 1000 epochs, float32 on cpu"
+    )
     assert trained.card["coefficients"]["x"] == pytest.approx(0.709, abs=5e-4)
     assert trained.card["least_squares_mse"] == pytest.approx(1.56 / 11, rel=1e-12)
     assert len(trained.losses) == 1000 and trained.card["final_train_loss"] == trained.losses[-1]
@@ -64,8 +68,9 @@ def test_fit_model_with_scaling_reports_coefficients_and_predictions_in_original
     scaling = Scaling((5.5,), (float(X_SEED.std()),), float(Y_SEED.mean()), float(Y_SEED.std()))
     split = Split(("x",), "y", X_SEED, Y_SEED, X_SEED[:0], Y_SEED[:0], scaling)
     said = []
-    trained = fit_model(ModelSpec(name="ls", kind="linear", solver="exact"), TrainParams(), split, "cpu",
-                        say=said.append)
+    trained = fit_model(
+        ModelSpec(name="ls", kind="linear", solver="exact"), TrainParams(), split, "cpu", say=said.append
+    )
     assert trained.card["coefficients"]["x"] == pytest.approx(0.70909090909, rel=1e-9)
     assert said[1].endswith(f"; loss in standardized units (MSE / {scaling.y_std:.6g}^2)")
     assert np.mean((trained.predictions - Y_SEED) ** 2) == pytest.approx(1.56 / 11, rel=1e-9)

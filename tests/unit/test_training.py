@@ -157,10 +157,17 @@ def test_our_adam_is_bit_identical_to_torch_optim_adam(dtype):
 
 def test_adam_training_does_not_import_torch_dynamo():
     # torch.optim optimizers import torch._dynamo when constructed: about a second per training stage.
-    code = ("import sys; from tests.unit.seed_models import MLP, train_on; train_on(MLP); "
-            "print('torch._dynamo' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).resolve().parents[2])
+    code = (
+        "import sys; from tests.unit.seed_models import MLP, train_on; train_on(MLP); "
+        "print('torch._dynamo' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert result.stdout.strip() == "False"
 
 
