@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import corpus_table
 from tests.helpers import SEED_CSV, default_params, run_module, snapshot, stage_env, write_params
 
 CORPUS = Path(__file__).parents[1] / "corpus"
@@ -35,10 +36,13 @@ def outputs(folder: Path) -> dict[str, bytes]:
     return {name: data for name, data in snapshot(folder).items() if name not in ("params.yaml", "data/seed.csv")}
 
 
-def assert_refused(folder: Path, stage: str, expect: str, before: dict[str, bytes]) -> None:
+def assert_refused(folder: Path, stage: str, case: dict, before: dict[str, bytes]) -> None:
     result = run_module(folder, *stage.split())
     assert result.returncode == 2, (stage, result.stdout, result.stderr)
-    assert expect in result.stderr, (stage, result.stderr)
+    if "message" in case:
+        assert result.stderr == f"error: {case['message']}\n", stage
+    else:
+        assert case["expect"] in result.stderr, (stage, result.stderr)
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert outputs(folder) == before, f"{stage} changed its outputs"
@@ -47,6 +51,14 @@ def assert_refused(folder: Path, stage: str, expect: str, before: dict[str, byte
 def test_corpus_files_all_have_a_case_and_back():
     for kind in ("csv", "params"):
         assert sorted(p.name for p in (CORPUS / kind).iterdir()) == sorted(CASES[kind])
+        for name, case in CASES[kind].items():
+            assert case.get("problem") and ("message" in case) != ("expect" in case), name
+
+
+def test_the_docs_table_of_messages_is_the_corpus():
+    assert corpus_table.table_in(corpus_table.DOC.read_text(encoding="utf-8")) == corpus_table.render(CASES), (
+        "docs/errors.md is out of date: run python -m tests.corpus_table"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES["csv"]))
@@ -58,7 +70,7 @@ def test_bad_csv_is_refused_by_prepare(good_run, tmp_path, name):
         write_params(folder, default_params(standardize=True))
     before = outputs(folder)
     shutil.copy(CORPUS / "csv" / name, folder / "data" / "seed.csv")
-    assert_refused(folder, "prepare", case["expect"], before)
+    assert_refused(folder, "prepare", case, before)
 
 
 @pytest.mark.parametrize("name", sorted(CASES["params"]))
@@ -69,7 +81,7 @@ def test_bad_params_are_refused_by_every_stage(good_run, tmp_path, name):
     before = outputs(folder)
     shutil.copy(CORPUS / "params" / name, folder / "params.yaml")
     for stage in case.get("stages", ALL_STAGES):
-        assert_refused(folder, stage, case["expect"], before)
+        assert_refused(folder, stage, case, before)
 
 
 @pytest.mark.parametrize("stage", ALL_STAGES)
