@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.conftest import clone_project  # noqa: E402  (the same copy the end-to-end tests use)
+from tests.helpers import clone_project  # noqa: E402  (the same copy the end-to-end tests use)
 
 DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference"
 STAGE_COMMANDS = [

@@ -160,13 +160,9 @@ def fit_model(
     if spec.kind == "linear":
         card["coefficients"] = models.linear_coefficients(model, split.features, split.scaling)
         card["least_squares_mse"] = least_squares_mse
-    meta = {
-        "name": spec.name,
-        "architecture": arch,
-        "features": list(split.features),
-        "target": split.target,
-        "scaling": split.scaling.to_dict() if split.scaling else None,
-    }
+    # The .pt file's metadata: enough to rebuild the model and apply it to raw rows (stages/predict.py).
+    meta = {key: card[key] for key in ("name", "architecture", "features", "target")}
+    meta["scaling"] = split.scaling.to_dict() if split.scaling else None
     return TrainedModel(models.model_bytes(model, meta), card, summary, predictions, history.losses)
 
 
