@@ -86,10 +86,9 @@ def density(x: np.ndarray, y: np.ndarray, bins: int = DENSITY_BINS, block_rows: 
     (x_low, x_high), (y_low, y_high) = _extent(x), _extent(y)
     counts = np.zeros(bins * bins, dtype=np.int64)
     for start in range(0, len(x), block_rows):
-        cells = _bin_index(x[start : start + block_rows], x_low, x_high, bins) * bins + _bin_index(
-            y[start : start + block_rows], y_low, y_high, bins
-        )
-        counts += np.bincount(cells, minlength=bins * bins)
+        x_bins = _bin_index(x[start : start + block_rows], x_low, x_high, bins)
+        y_bins = _bin_index(y[start : start + block_rows], y_low, y_high, bins)
+        counts += np.bincount(x_bins * bins + y_bins, minlength=bins * bins)
     return counts.reshape(bins, bins), np.linspace(x_low, x_high, bins + 1), np.linspace(y_low, y_high, bins + 1)
 
 
@@ -175,7 +174,8 @@ def leftover_files(models: list[str]) -> list[Path]:
     )
 
 
-def _read(path: Path, model: str, load):
+def _load_train_output(path: Path, model: str, load):
+    """load(path), or the one-line error saying which training stage to run."""
     try:
         return load(path)
     except FileNotFoundError:
@@ -199,9 +199,10 @@ def main(argv: list[str] | None = None) -> None:
             f"whole {paths.PREDICTIONS_DIR}/ and {paths.LOSS_DIR}/ folders, so a leftover would make dvc.lock "
             "differ from a clean checkout"
         )
-    predictions = {name: _read(paths.predictions_file(name), name, np.load) for name in params.models}
+    predictions = {name: _load_train_output(paths.predictions_file(name), name, np.load) for name in params.models}
     losses = {
-        name: _read(paths.loss_file(name), name, lambda p: p.read_text(encoding="utf-8")) for name in params.models
+        name: _load_train_output(paths.loss_file(name), name, lambda p: p.read_text(encoding="utf-8"))
+        for name in params.models
     }
 
     fit_png, predicted_png = draw(split, predictions)
