@@ -19,7 +19,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 names = st.text(alphabet=st.sampled_from("abcxyz_ ABC0123é"), min_size=1, max_size=8).map(str.strip).filter(bool)
 # Integers past 2**64 too: both the typed fast path and the inferring fallback must round them correctly.
-# Magnitudes beyond LARGEST_VALUE are refused (their squares overflow): test_data.py names that cell.
+# Magnitudes beyond LARGEST_VALUE are refused (their squares overflow): test_csv_input.py names that cell.
 # Tiny floats stay in: a column whose values differ by less than SMALLEST_SPREAD must be refused.
 finite = (
     st.floats(min_value=-LARGEST_VALUE, max_value=LARGEST_VALUE)
