@@ -31,16 +31,20 @@ def predicted_csv(actual: dict[str, np.ndarray], predicted: dict[str, np.ndarray
 
 
 GAP_WARNING = 0.01  # a linear model whose training MSE is this far (1%) above least squares gets a warning
+# r2 below zero by less than this is rounding: a model that predicts the mean (a constant feature: least
+# squares itself) scores -2.2e-15 in float64 from float32 predictions
+R2_TOLERANCE = 1e-6
 
 
 def fit_warning(model: str, standardize: bool, metrics: dict) -> str | None:
     """A line for the log when training plainly stopped short: a linear model well above the
-    least-squares MSE, or any model worse on its training rows than predicting their mean (r2 < 0).
+    least-squares MSE, or any model worse on its training rows than predicting their mean (r2 < 0, beyond
+    rounding).
     (Never the exact solver: it is the least-squares optimum, and least squares has r2 >= 0.)"""
     gap, r2 = metrics["train"].get("optimality_gap"), metrics["train"]["r2"]
     if gap is not None and gap > GAP_WARNING:
         problem = f"its training MSE is {1 + gap:.3g} times the least-squares optimum"
-    elif r2 is not None and r2 < 0:
+    elif r2 is not None and r2 < -R2_TOLERANCE:
         problem = f"train r2 is {r2:.3g}, worse than predicting the mean"
     else:
         return None

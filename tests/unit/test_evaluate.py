@@ -90,8 +90,22 @@ def test_optimality_gap_follows_its_formula_for_adam():
             "evaluate@m: warning: train r2 is -0.5, worse than predicting the mean; tune models.m.lr and epochs",
         ),
         (False, {"r2": None}, None),  # a constant target: nothing to compare with
+        (False, {"r2": -2.2e-15}, None),  # rounding, not a worse fit
         (False, {"optimality_gap": None, "r2": 1.0}, None),
     ],
 )
 def test_a_fit_that_stopped_short_gets_a_warning_with_what_to_change(standardize, train, expected):
     assert fit_warning("m", standardize, {"train": train}) == expected
+
+
+def test_a_constant_feature_fitted_to_the_mean_raises_no_false_alarm():
+    X = np.full((10, 1), 3.0)
+    split = Split(("x",), "y", X, Y_SEED, X[:0], Y_SEED[:0], None)
+    for spec in (
+        ModelSpec(name="l", kind="linear", solver="lbfgs", lr=1.0, epochs=10),
+        ModelSpec(name="a", kind="linear", lr=0.07, epochs=1000),
+    ):
+        trained = fit_quietly(spec, split)
+        metrics, _ = score(split.y_train, split.y_test, trained.predictions, trained.card)
+        assert metrics["train"]["r2"] == pytest.approx(0, abs=1e-12)  # the mean: least squares with no slope
+        assert fit_warning(spec.name, False, metrics) is None
