@@ -19,6 +19,7 @@ from typing import IO
 import numpy as np
 
 from stages.errors import UserError
+from stages.io import check_regular_file
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,8 @@ def _check_is_text(path: Path, named_by: str) -> None:
 
     Reads the file once in chunks, so the byte and line it reports are exact whatever the file size.
     """
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found; point {named_by} at an existing CSV") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, not a CSV file; point {named_by} at a file") from None
+    check_regular_file(path, f"point {named_by} at an existing CSV")
+    handle = path.open("rb")
     offset, lines, carry = 0, 1, b""  # offset and line number of the first byte of `carry`
     with handle:
         start = handle.peek(8)[:8]  # the first bytes, to name a binary format

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -25,6 +26,35 @@ def is_out_of_memory(err: BaseException) -> bool:
     (torch.cuda.OutOfMemoryError, a RuntimeError saying "out of memory")."""
     text = str(err)
     return isinstance(err, MemoryError) or "can't allocate memory" in text or "out of memory" in text
+
+
+# What to do about each way the operating system refuses a path, after its own words (strerror).
+OS_ERROR_ADVICE = {
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+    errno.EISDIR: "it is a folder; name a file",
+    errno.EACCES: "check the file's and its folders' permissions (ls -l)",
+    errno.EPERM: "check the file's and its folders' permissions (ls -l)",
+    errno.EROFS: "the file system is read-only; run where you can write",
+    errno.ENOSPC: "free space on that file system, then run again",
+    errno.EDQUOT: "free space within your disk quota, then run again",
+    errno.EFBIG: "the file is too large for that file system",
+    errno.ENAMETOOLONG: "use a shorter name",
+    errno.ELOOP: "a symbolic link in the path leads back to itself; fix or remove the link",
+    errno.EIO: "the storage reported an input/output error; check the disk",
+    errno.EMFILE: "too many open files; raise the limit (ulimit -n)",
+    errno.EXDEV: "the temporary file and its target are on different file systems",
+}
+
+
+def os_error_message(err: OSError, path: str | os.PathLike | None = None) -> str:
+    """One line for an OSError: the path (`path`, or the one the error names), the system's words, and
+    what to do, e.g. `data/x.csv: Permission denied; check the file's and its folders' permissions (ls -l)`."""
+    where = path if path is not None else err.filename
+    words = err.strerror or type(err).__name__
+    advice = OS_ERROR_ADVICE.get(err.errno)
+    text = f"{where}: {words}" if where is not None else words
+    return f"{text}; {advice}" if advice else text
 
 
 def _allocation(err: BaseException) -> str:
@@ -52,6 +82,11 @@ def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None =
             f"fewer rows ({DEBUG_ENV}=1 shows where)",
             file=sys.stderr,
         )
+        return EXIT_USER_ERROR
+    except OSError as err:  # a path the OS refused where no closer handler named it: still one line
+        if debug_enabled():
+            raise
+        print(f"error: {os_error_message(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         if debug_enabled():

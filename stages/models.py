@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from stages.errors import UserError
+from stages.io import check_regular_file
 from stages.params import ModelSpec
 from stages.prepared import Scaling
 
@@ -191,17 +194,49 @@ def model_bytes(model: nn.Module, meta: dict) -> bytes:
     return buffer.getvalue()
 
 
-def load_model(path: str) -> tuple[nn.Module, dict]:
-    """Rebuild a model the pipeline wrote; only tensors and plain data are unpickled."""
+SAVED_KEYS = ("architecture", "features", "target", "scaling", "state_dict")
+
+
+def _check_architecture(arch: dict) -> None:
+    """Raise ValueError unless `arch` is one that architecture() writes."""
+    if arch.get("kind") not in ("linear", "mlp") or arch.get("dtype", "float32") not in ("float32", "float64"):
+        raise ValueError(f"unknown kind or dtype {arch.get('kind')!r}, {arch.get('dtype')!r}")
+    if arch["kind"] == "mlp" and arch.get("activation") not in ACTIVATION_LAYERS:
+        raise ValueError(f"unknown activation {arch.get('activation')!r}")
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild a model the pipeline wrote; only tensors and plain data are unpickled. Anything else, a file
+    this pipeline did not write or one whose weights do not fit its architecture, is a UserError."""
+    check_regular_file(path, "run `dvc repro` first, or name a model file written by this pipeline")
+    not_ours = f"{path}: not a model file written by this pipeline"
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path}: model file not found; run `dvc repro` first") from None
     except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to replace
-        raise UserError(f"{path}: not a model file written by this pipeline ({type(err).__name__})") from None
+        raise UserError(f"{not_ours} ({type(err).__name__})") from None
     if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
-        raise UserError(f"{path}: not a model file written by this pipeline (format {MODEL_FORMAT} expected)")
-    model = build_model(saved["architecture"])
-    model.load_state_dict(saved["state_dict"])
+        raise UserError(f"{not_ours} (format {MODEL_FORMAT} expected)")
+    missing = [key for key in SAVED_KEYS if key not in saved]
+    if missing:
+        raise UserError(f"{not_ours} (it has no {', '.join(missing)})")
+    try:
+        arch = saved["architecture"]
+        _check_architecture(arch)
+        features = saved["features"]
+        if not (isinstance(features, list) and all(isinstance(name, str) for name in features)):
+            raise ValueError("its features are not a list of column names")
+        if len(features) != arch["n_features"]:
+            raise ValueError(f"it names {len(features)} features for {arch['n_features']} inputs")
+        if saved["scaling"] is not None:
+            scaling = Scaling.from_dict(saved["scaling"])
+            if not len(scaling.x_mean) == len(scaling.x_std) == len(features):
+                raise ValueError("its scaling does not have one mean and std per feature")
+        model = build_model(arch)
+        model.load_state_dict(saved["state_dict"])
+    except Exception as err:  # noqa: BLE001 - whatever does not fit: a missing key, a size mismatch
+        detail = f"no {err.args[0]!r}" if isinstance(err, KeyError) else " ".join(str(err).split())
+        detail = re.sub(r"^Error\(s\) in loading state_dict for \w+: ", "", detail)
+        detail = detail if len(detail) <= 160 else detail[:159] + "…"
+        raise UserError(f"{not_ours} (its parts do not fit together: {detail or type(err).__name__})") from None
     model.eval()
     return model, saved

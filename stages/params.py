@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from stages.errors import UserError
+from stages.io import check_regular_file
 
 PARAMS_FILE = "params.yaml"
 MODEL_KINDS = ("linear", "mlp")
@@ -284,10 +285,9 @@ def _parse(raw: Any, source: str) -> Params:
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
     """Read params.yaml with yaml.safe_load and validate it before any work is done."""
     path = Path(path)
+    check_regular_file(path, "run the stage from the project root, or name the file with --params")
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found; run the stage from the project root") from None
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     try:

@@ -57,3 +57,47 @@ def test_loading_a_file_that_is_not_a_model_is_a_user_error(tmp_path):
     path.write_bytes(b"not a zip")
     with pytest.raises(UserError, match="not a model file written by this pipeline"):
         models.load_model(str(path))
+
+
+def saved_mlp(tmp_path, change) -> str:
+    """An MLP file as train writes it, with `change` applied to its dict first."""
+    model, _ = train_on(MLP)
+    arch = models.architecture(MLP, 1, "float32")
+    saved = {"format": models.MODEL_FORMAT, "name": "mlp", "architecture": arch, "features": ["x"], "target": "y",
+             "scaling": {"x_mean": [5.5], "x_std": [2.9], "y_mean": 6.9, "y_std": 2.1},
+             "state_dict": model.state_dict()}  # fmt: skip
+    change(saved)
+    path = tmp_path / "changed.pt"
+    torch.save(saved, path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "change, detail",
+    [
+        (lambda s: s["architecture"].update(hidden=[20]), "size mismatch for layers.0.weight"),
+        (lambda s: s["architecture"].update(kind="forest"), "unknown kind or dtype 'forest'"),
+        (lambda s: s["architecture"].update(dtype="bogus"), "unknown kind or dtype 'mlp', 'bogus'"),
+        (lambda s: s["architecture"].update(activation="gelu"), "unknown activation 'gelu'"),
+        (lambda s: s["architecture"].pop("n_features"), "no 'n_features'"),
+        (lambda s: s.pop("features"), "it has no features"),
+        (lambda s: s.pop("state_dict"), "it has no state_dict"),
+        (lambda s: s.update(features=["a", "b"]), "it names 2 features for 1 inputs"),
+        (lambda s: s.update(features="x"), "its features are not a list of column names"),
+        (lambda s: s.update(scaling={"x_mean": [1.0]}), "no 'x_std'"),
+        (lambda s: s["scaling"].update(x_mean=[1.0, 2.0]), "its scaling does not have one mean and std per feature"),
+        (lambda s: s.update(format=2), "format 1 expected"),
+    ],
+)
+def test_a_model_file_that_is_not_quite_ours_is_named_as_such(tmp_path, change, detail):
+    path = saved_mlp(tmp_path, change)
+    with pytest.raises(UserError) as caught:
+        models.load_model(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not a model file written by this pipeline (") and detail in message
+    assert "\n" not in message
+
+
+def test_the_unchanged_file_loads(tmp_path):
+    model, saved = models.load_model(saved_mlp(tmp_path, lambda s: None))
+    assert saved["features"] == ["x"] and isinstance(model, models.MLPRegressor)
