@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from stages.errors import UserError
 from stages.io import check_regular_file
 
@@ -87,10 +85,29 @@ def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
+# YAML 1.1 spellings that YAML 1.2, which DVC and the stages read, takes as text: what to write instead.
+YAML11_BOOLEANS = {"on", "off", "yes", "no", "y", "n"}
+SEXAGESIMAL = re.compile(r"[-+]?[0-9]+(:[0-5]?[0-9])+(\.[0-9]*)?")
+
+
+def _yaml11_hint(value: Any, instead: str) -> str:
+    """For a text value that YAML 1.1 would have read as a number or a boolean: how to write it."""
+    if isinstance(value, str) and SEXAGESIMAL.fullmatch(value.strip()):
+        sign, digits = (-1, value.strip()[1:]) if value.strip().startswith("-") else (1, value.strip().lstrip("+"))
+        base_60 = 0.0
+        for part in digits.split(":"):
+            base_60 = base_60 * 60 + float(part)
+        return f"; YAML 1.1 read {value} as {sign * base_60:g} (base 60), YAML 1.2 (DVC's) as text: write {instead}"
+    if isinstance(value, str) and value.strip().lower() in YAML11_BOOLEANS:
+        return f"; YAML 1.1 read {value} as a boolean, YAML 1.2 (DVC's) as text: write {instead}"
+    return ""
+
+
 def _integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str, Any], int]:
     def check(key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamsError(f"{key} must be an integer, got {_describe(value)}")
+            hint = _yaml11_hint(value, "the number itself")
+            raise ParamsError(f"{key} must be an integer, got {_describe(value)}{hint}")
         if minimum is not None and value < minimum:
             raise ParamsError(f"{key} must be >= {minimum}, got {value}")
         if maximum is not None and value > maximum:
@@ -106,13 +123,14 @@ def _number(check_range: Callable[[float], bool], allowed: str) -> Callable[[str
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             number = float(value)
         elif isinstance(value, str):
-            # PyYAML reads `1e-3` (no dot) as a string; YAML 1.2, which DVC writes, reads it as a number.
+            # A number in quotes ('1e-3') means that number: DVC records the text, the stage its value.
             try:
                 number = float(value)
             except ValueError:
                 number = None
         if number is None or not math.isfinite(number):
-            raise ParamsError(f"{key} must be a finite number, got {_describe(value)}")
+            hint = _yaml11_hint(value, "the number itself")
+            raise ParamsError(f"{key} must be a finite number, got {_describe(value)}{hint}")
         if not check_range(number):
             raise ParamsError(f"{key} must be {allowed}, got {value}")
         return number
@@ -122,7 +140,7 @@ def _number(check_range: Callable[[float], bool], allowed: str) -> Callable[[str
 
 def _boolean(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ParamsError(f"{key} must be true or false, got {_describe(value)}")
+        raise ParamsError(f"{key} must be true or false, got {_describe(value)}{_yaml11_hint(value, 'true or false')}")
     return value
 
 
@@ -282,19 +300,57 @@ def _parse(raw: Any, source: str) -> Params:
     return Params(data=data, train=train, models=models, source=source)
 
 
+INT_TAG = "tag:yaml.org,2002:int"
+LEADING_ZERO = re.compile(r"[-+]?0[0-9_]+")
+
+
+def _yaml_problem(path: Path, err: Exception) -> UserError:
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(err, "problem", None) or "invalid YAML"
+    duplicate = re.match(r'found duplicate key "(.*?)"', problem)
+    if duplicate:
+        return UserError(f"{path}: line {mark.line + 1}: key {duplicate.group(1)!r} appears twice in the same "
+                         "mapping (DVC refuses the file too); keep one")  # fmt: skip
+    return UserError(f"{path}: invalid YAML{where}: {problem}")
+
+
+def _refuse_ambiguous_numbers(node, path: Path, key: str = "") -> None:
+    """Integers written with a leading zero (`epochs: 010`): YAML 1.2, which DVC and the stages read, makes
+    that 10; YAML 1.1 (PyYAML, many editors' tools) makes it octal 8. Refused, so nobody is surprised."""
+    if node.tag == INT_TAG and node.style is None and LEADING_ZERO.fullmatch(node.value):
+        raise UserError(
+            f"{path}: line {node.start_mark.line + 1}: {key or 'value'}: {node.value} has a leading zero, which "
+            f"YAML 1.2 (DVC's) reads as decimal and YAML 1.1 as octal; write it without the zero"
+        )
+    if isinstance(node.value, list):
+        for item in node.value:
+            if isinstance(item, tuple):
+                key_node, value_node = item
+                _refuse_ambiguous_numbers(value_node, path, f"{key}.{key_node.value}" if key else str(key_node.value))
+            else:
+                _refuse_ambiguous_numbers(item, path, key)
+
+
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
-    """Read params.yaml with yaml.safe_load and validate it before any work is done."""
+    """Read params.yaml the way DVC reads it, so that every value a stage uses is the one `dvc.lock` and
+    `dvc params diff` record: ruamel.yaml's safe loader, YAML 1.2 (`on`, `yes`, `1:30` are text, `1e-3` is a
+    number), duplicate keys refused. Then validate it before any work is done."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     path = Path(path)
     check_regular_file(path, "run the stage from the project root, or name the file with --params")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    yaml = YAML(typ="safe")
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
+        raw = yaml.load(text)
+        node = yaml.compose(text)
+        if node is not None:
+            _refuse_ambiguous_numbers(node, path)
+    except YAMLError as err:
+        raise _yaml_problem(path, err) from None
     return parse_params(raw, path)

@@ -138,3 +138,55 @@ def test_messages_name_the_params_file_given_with_params(tmp_path, monkeypatch):
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(default_params()))
     with pytest.raises(UserError, match=r"^exp.yaml: no model 'forest' under models; known: linear, mlp$"):
         load_params("exp.yaml").model("forest")
+
+
+def load_text(tmp_path, text: str):
+    (tmp_path / "params.yaml").write_text(text)
+    return load_params(tmp_path / "params.yaml")
+
+
+def with_lines(replace: str, by: str) -> str:
+    text = (ROOT / "params.yaml").read_text()
+    assert replace in text
+    return text.replace(replace, by, 1)
+
+
+@pytest.mark.parametrize(
+    "old, new, value",
+    [
+        ("    lr: 0.01", "    lr: 1e-06", 1e-06),  # how `dvc exp run -S` writes a small lr: a number in YAML 1.2
+        ("    lr: 0.01", "    lr: 1E-3", 0.001),
+        ("    lr: 0.01", "    lr: '0.02'", 0.02),  # a number in quotes means that number
+        ("    epochs: 1000\n    batch_size", "    epochs: 0o20\n    batch_size", 16),  # YAML 1.2 octal: 16 for DVC too
+    ],
+)
+def test_values_load_as_dvc_records_them(tmp_path, old, new, value):
+    mlp = load_text(tmp_path, with_lines(old, new)).models["mlp"]
+    assert (mlp.lr if "lr" in old else mlp.epochs) == value
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("    epochs: 1000\n    batch_size", "    epochs: 010\n    batch_size",
+         "line 26: models.mlp.epochs: 010 has a leading zero, which YAML 1.2 (DVC's) reads as decimal and YAML 1.1 "
+         "as octal; write it without the zero"),
+        ("    - 10\n", "    - 010\n", "line 23: models.mlp.hidden: 010 has a leading zero"),
+        ("    epochs: 1000\n    batch_size", "    epochs: 1:30\n    batch_size",
+         "models.mlp.epochs must be an integer, got '1:30' (str); YAML 1.1 read 1:30 as 90 (base 60)"),
+        ("    lr: 0.01", "    lr: 1:30.5", "YAML 1.1 read 1:30.5 as 90.5 (base 60), YAML 1.2 (DVC's) as text"),
+        ("  standardize: false", "  standardize: Off", "got 'Off' (str); YAML 1.1 read Off as a boolean, YAML 1.2 "
+         "(DVC's) as text: write true or false"),
+        ("    lr: 0.01\n", "    lr: 0.01\n    lr: 0.02\n", "line 26: key 'lr' appears twice in the same mapping"),
+        ("models:", "models:\n  linear: {}\nmodels:", "key 'models' appears twice in the same mapping"),
+    ],
+)  # fmt: skip
+def test_spellings_that_yaml_1_1_reads_otherwise_and_duplicate_keys_are_refused(tmp_path, old, new, message):
+    with pytest.raises(UserError) as refused:
+        load_text(tmp_path, with_lines(old, new))
+    assert str(refused.value).startswith(f"{tmp_path / 'params.yaml'}: ") and message in str(refused.value)
+
+
+def test_a_column_named_like_a_yaml_1_1_boolean_is_text_as_dvc_records_it(tmp_path):
+    params = load_text(tmp_path, with_lines("  target: y ", "  target: yes "))
+    assert params.data.target == "yes"
