@@ -147,31 +147,62 @@ def _column_hint(name: str, header: list[str]) -> str:
 
 def is_blank_record(fields: list[str]) -> bool:
     """Whether a record from csv.reader(..., skipinitialspace=True) is a line pandas skips rather than
-    counts as a row: an empty line, or one of only spaces and tabs. (A line holding just a quoted empty
-    field reads the same and counts as blank here; pandas would call it a row of empty cells.)"""
-    return len(fields) <= 1 and not "".join(fields).strip()
+    counts as a row: an empty line, or one of only spaces and tabs. Other whitespace (a no-break space, a
+    form feed) makes a row. (A line holding just a quoted empty field reads the same and counts as blank
+    here; pandas would call it a row of empty cells.)"""
+    return len(fields) <= 1 and not "".join(fields).strip(" \t")
 
 
-def _locate_row(path: Path, row: int) -> tuple[int, int]:
-    """(line number, field count) of data row `row` (1-based), as pandas counts rows: blank lines skipped.
-
-    Only called on the error path, so the second pass over the file costs nothing in a good run.
-    """
+def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(first line, fields) of each record under the header, as the csv module splits them (a quoted field
+    may span lines); fields of any length."""
+    csv.field_size_limit(sys.maxsize)
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, skipinitialspace=True)
         next(reader, None)
-        seen = 0
+        first = reader.line_num + 1
         for fields in reader:
-            if not is_blank_record(fields):
-                seen += 1
-                if seen == row:
-                    return reader.line_num, len(fields)
-    return 0, 0
+            yield first, fields
+            first = reader.line_num + 1
+
+
+def _locate_row(path: Path, row: int) -> tuple[int, list[str]]:
+    """(first line, fields) of data row `row` (1-based), as pandas counts rows: blank lines skipped;
+    (0, []) past the end. Only called on the error path, so the second pass costs nothing in a good run."""
+    seen = 0
+    for line, fields in _records(path):
+        if not is_blank_record(fields):
+            seen += 1
+            if seen == row:
+                return line, fields
+    return 0, []
+
+
+def _unclosed_quote_line(path: Path) -> int | None:
+    """The line where a quoted field opens that the file never closes, if one does."""
+    csv.field_size_limit(sys.maxsize)
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, skipinitialspace=True, strict=True)
+        start = 1  # the first line of the record being read
+        try:
+            for _ in reader:
+                start = reader.line_num + 1
+        except csv.Error as err:
+            if "unexpected end of data" in str(err):
+                return start
+    return None
 
 
 def _where(path: Path, row: int) -> str:
     line, _ = _locate_row(path, row)
     return f"row {row} (line {line})" if line else f"row {row}"
+
+
+def _cell_as_written(path: Path, row: int, position: int, fallback: str) -> tuple[str, str]:
+    """(where, the cell's text in the file) for data row `row`, column `position` of the header."""
+    line, fields = _locate_row(path, row)
+    where = f"row {row} (line {line})" if line else f"row {row}"
+    return where, fields[position].strip() if position < len(fields) else fallback
 
 
 # Scaling and least squares square the values (sums of squares over up to ~10^8 rows must stay finite):
@@ -196,7 +227,7 @@ def _cell_hint(cell: str, name: str) -> str:
     return ""
 
 
-def _numeric_column(path: Path, frame, name: str, n_columns: int) -> np.ndarray:
+def _numeric_column(path: Path, frame, name: str, header: list[str]) -> np.ndarray:
     import pandas as pd
 
     column = frame[name]
@@ -215,23 +246,27 @@ def _numeric_column(path: Path, frame, name: str, n_columns: int) -> np.ndarray:
     missing = np.isnan(values)
     if missing.any():
         row = int(np.flatnonzero(missing)[0]) + 1
-        line, n_fields = _locate_row(path, row)
-        if 0 < n_fields < n_columns:
+        line, fields = _locate_row(path, row)
+        if 0 < len(fields) < len(header):
+            if len(fields) == 1 and not fields[0].strip():  # a no-break space, a form feed: pandas makes it a row
+                codes = ", ".join(f"U+{ord(char):04X}" for char in sorted(set(fields[0])))
+                raise UserError(
+                    f"{path}: row {row} (line {line}) holds only whitespace ({codes}) that is not a space or tab, "
+                    "so it is not skipped as a blank line; delete the line"
+                )
             raise UserError(
-                f"{path}: row {row} (line {line}) has {n_fields} field(s) but the header has {n_columns}; "
+                f"{path}: row {row} (line {line}) has {len(fields)} field(s) but the header has {len(header)}; "
                 "every row needs one field per header column"
             )
         raise UserError(f"{path}: {_where(path, row)}, column {name!r}: the cell is empty; fill it in or drop the row")
     out_of_range = np.abs(values) > LARGEST_VALUE  # infinities included
     if out_of_range.any():
         row = int(np.flatnonzero(out_of_range)[0]) + 1
-        value = values[row - 1]
-        if np.isinf(value):
-            raw = frame[name].iloc[row - 1]
-            shown = repr(raw) if isinstance(raw, str) else str(value)
-            raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {shown} is not a finite number")
+        where, cell = _cell_as_written(path, row, header.index(name), f"{values[row - 1]:g}")
+        if cell.lower().lstrip("+-") in ("inf", "infinity"):
+            raise UserError(f"{path}: {where}, column {name!r}: {cell!r} is not a finite number")
         raise UserError(
-            f"{path}: {_where(path, row)}, column {name!r}: {value:g} is too large to compute with (beyond "
+            f"{path}: {where}, column {name!r}: {cell!r} is too large to compute with (beyond "
             f"±{LARGEST_VALUE:g} its square overflows); rescale the column, e.g. divide it by a power of ten"
         )
     return values
@@ -301,7 +336,7 @@ def read_columns(path: str | Path, wanted: list[str], header: list[str] | None =
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text ({err.reason}); save the file as UTF-8") from None
     except pd.errors.ParserError as err:
-        raise UserError(f"{path}: {_parser_problem(str(err))}") from None
+        raise UserError(f"{path}: {_parser_problem(path, str(err))}") from None
     except (pd.errors.EmptyDataError, ValueError, csv.Error) as err:
         raise UserError(f"{path}: cannot be read as CSV ({str(err).strip() or type(err).__name__})") from None
     if len(frame) == 0:
@@ -314,7 +349,7 @@ def read_columns(path: str | Path, wanted: list[str], header: list[str] | None =
     # writes at 10^7 rows); the table and this array, no third copy.
     values = np.empty((len(frame), len(wanted)), dtype=np.float64, order="F")
     for j, name in enumerate(wanted):
-        values[:, j] = _numeric_column(path, frame, name, len(header))
+        values[:, j] = _numeric_column(path, frame, name, header)
     return values
 
 
@@ -358,8 +393,14 @@ def _progress_reader(path: Path) -> Iterator[IO[bytes]]:
             yield wrapped
 
 
-def _parser_problem(message: str) -> str:
-    """Rephrase pandas' tokenizer error (`Expected 2 fields in line 3, saw 3`) for people."""
+def _parser_problem(path: Path, message: str) -> str:
+    """Rephrase pandas' tokenizer error (`Expected 2 fields in line 3, saw 3`, `EOF inside string`) for people."""
+    if "EOF inside string" in message:
+        line = _unclosed_quote_line(path)
+        return (
+            f'line {line}: a quote (") opens a field that the file never closes, so everything after it reads as '
+            "one field; close the quote or remove it"
+        )
     found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
     if found:
         expected, line, saw = found.groups()

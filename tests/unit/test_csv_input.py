@@ -144,19 +144,25 @@ def test_a_quoted_comma_in_a_column_not_read_is_no_extra_field(tmp_path):
         ("x,y\n1,$12.50\n", "column 'y': '$12.50' is not a number; remove the currency symbol"),
         ("x,y\n1,twelve\n", "column 'y': 'twelve' is not a number"),
         ("x,y\n1,2\n,4\n", "row 2 (line 3), column 'x': the cell is empty"),
-        ("x,y\n1,inf\n", "row 1 (line 2), column 'y': inf is not a finite number"),
+        ("x,y\n1,inf\n", "row 1 (line 2), column 'y': 'inf' is not a finite number"),
+        ("x,y\n1,-Infinity\n", "row 1 (line 2), column 'y': '-Infinity' is not a finite number"),
         (
             "x,y\n1,2\n1.7e308,3\n",
-            "row 2 (line 3), column 'x': 1.7e+308 is too large to compute with (beyond "
+            "row 2 (line 3), column 'x': '1.7e308' is too large to compute with (beyond "
             "±1e+150 its square overflows); rescale the column, e.g. divide it by a power of ten",
         ),
-        ("x,y\n1,-2e150\n", "row 1 (line 2), column 'y': -2e+150 is too large to compute with"),
+        ("x,y\n1,-2e150\n", "row 1 (line 2), column 'y': '-2e150' is too large to compute with"),
+        ("x,y\n1,2\n1e309,3\n", "row 2 (line 3), column 'x': '1e309' is too large to compute with"),  # not 'inf'
+        ("x,y\n1,2\n\xa0\n3,4\n", "row 2 (line 3) holds only whitespace (U+00A0) that is not a space or tab"),
+        ("x,y\n1,2\n\t\x0c \n3,x\n", "row 2 (line 3) holds only whitespace (U+0009, U+000C, U+0020) that is not"),
+        ('x,y\n1,2\n3,"4\n5,6\n', 'line 3: a quote (") opens a field that the file never closes, so everything'),
+        ("x,y,z\n1,2," + "a" * 200_000 + "\n3,oops,c\n", "row 2 (line 3), column 'y': 'oops' is not a number"),
         (
             "x,y\n1e-200,1\n3e-200,2\n",
             "column 'x' only varies from 1e-200 to 3e-200: differences below 1e-150 "
             "vanish when squared; rescale the column, e.g. multiply it by a power of ten",
         ),
-        ("x,y\n\n1,2\n\n3,1e999\n", "row 2 (line 5), column 'y': inf is not a finite number"),
+        ("x,y\n\n1,2\n\n3,1e999\n", "row 2 (line 5), column 'y': '1e999' is too large to compute with"),
         ("x,y\n1,2\n3\n", "row 2 (line 3) has 1 field(s) but the header has 2"),
         ("x,y\n1,NA\n", "row 1 (line 2), column 'y': 'NA' is not a number"),
         ("x,y\n1,2\n3,4,5\n", "line 3 has 3 fields but the header has 2"),

@@ -89,3 +89,31 @@ def test_the_field_count_scan_agrees_with_splitting_the_lines(tmp_path, monkeypa
     assert csv_input._no_line_has_extra_fields(path, n_fields) is expected
     path.write_bytes(b'"' + text.encode())
     assert csv_input._no_line_has_extra_fields(path, n_fields) is False  # quotes: commas may be inside them
+
+
+# Lines between the data rows: blank for pandas (nothing, spaces, tabs) or rows of other whitespace.
+whitespace_lines = st.text(
+    alphabet=st.sampled_from([" ", "\t", "\xa0", "\x0c", "\x0b", "\u2003", "\u3000"]), max_size=3
+)
+
+
+@SETTINGS
+@given(
+    st.lists(st.one_of(st.sampled_from(["plain", "quoted", "spaced"]), whitespace_lines), min_size=1, max_size=14),
+    st.sampled_from(["\n", "\r\n"]),
+)
+def test_the_row_locator_finds_the_line_pandas_reads_each_row_from(tmp_path, lines, line_end):
+    import pandas as pd
+
+    written = []
+    for i, kind in enumerate(lines):
+        written.append({"plain": f"{i},{i}", "quoted": f'"{i}",{i}', "spaced": f"  {i}, {i}"}.get(kind, kind))
+    path = tmp_path / "rows.csv"
+    path.write_text(line_end.join(["x,y", *written]) + line_end, encoding="utf-8", newline="")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    physical = ["x,y", *written]  # line n of the file is physical[n - 1]
+    for row in range(1, len(frame) + 1):
+        line, fields = csv_input._locate_row(path, row)
+        from_file = next(csv.reader([physical[line - 1]], skipinitialspace=True), [""])
+        assert from_file[0].strip(" \t") == fields[0].strip(" \t") == frame.iloc[row - 1, 0].strip(" \t"), row
+    assert csv_input._locate_row(path, len(frame) + 1) == (0, [])
