@@ -32,15 +32,15 @@ def is_out_of_memory(err: BaseException) -> bool:
 OS_ERROR_ADVICE = {
     errno.ENOENT: "check the path",
     errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
-    errno.EISDIR: "it is a folder; name a file",
+    errno.EISDIR: "name a file",
     errno.EACCES: "check the file's and its folders' permissions (ls -l)",
     errno.EPERM: "check the file's and its folders' permissions (ls -l)",
-    errno.EROFS: "the file system is read-only; run where you can write",
+    errno.EROFS: "run where you can write, or mount it writable",
     errno.ENOSPC: "free space on that file system, then run again",
     errno.EDQUOT: "free space within your disk quota, then run again",
     errno.EFBIG: "the file is too large for that file system",
     errno.ENAMETOOLONG: "use a shorter name",
-    errno.ELOOP: "a symbolic link in the path leads back to itself; fix or remove the link",
+    errno.ELOOP: "a symbolic link on the way leads back to itself; fix or remove the link",
     errno.EIO: "the storage reported an input/output error; check the disk",
     errno.EMFILE: "too many open files; raise the limit (ulimit -n)",
     errno.EXDEV: "the temporary file and its target are on different file systems",
@@ -51,8 +51,10 @@ def os_error_message(err: OSError, path: str | os.PathLike | None = None) -> str
     """One line for an OSError: the path (`path`, or the one the error names), the system's words, and
     what to do, e.g. `data/x.csv: Permission denied; check the file's and its folders' permissions (ls -l)`."""
     where = path if path is not None else err.filename
-    words = err.strerror or type(err).__name__
-    advice = OS_ERROR_ADVICE.get(err.errno)
+    code, words = err.errno, err.strerror or str(err) or type(err).__name__
+    if code is None and re.search(r"\d+ requested and \d+ written", words):  # numpy's short write: a full disk
+        code, words = errno.ENOSPC, os.strerror(errno.ENOSPC)
+    advice = OS_ERROR_ADVICE.get(code)
     text = f"{where}: {words}" if where is not None else words
     return f"{text}; {advice}" if advice else text
 

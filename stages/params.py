@@ -20,6 +20,9 @@ DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# A model's name is in its file names (models/<name>.summary.txt, and a temporary file beside it): well
+# under the 255 bytes a file name may have.
+MODEL_NAME_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,11 @@ def _model_spec(name: Any, raw: Any) -> ModelSpec:
         raise ParamsError(
             f"model name {name!r} under models must start with a letter and use only "
             "letters, digits, _ and - (it names files and DVC stages)"
+        )
+    if len(name) > MODEL_NAME_MAX:
+        raise ParamsError(
+            f"model name {name[:20]}... under models is {len(name)} characters long; use at most "
+            f"{MODEL_NAME_MAX} (it names files)"
         )
     prefix = f"models.{name}."
     if not isinstance(raw, Mapping):

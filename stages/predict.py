@@ -8,17 +8,20 @@ columns, applies the stored scaling, and writes the input rows with a `predictio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import itertools
+import os
+import stat
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from stages.csv_input import is_blank_record, read_columns, read_header
-from stages.errors import UserError, run_stage
-from stages.io import atomic_open
+from stages.errors import UserError, os_error_message, run_stage
+from stages.io import atomic_open, file_kind
 
 PREDICTION_COLUMN = "prediction"
 PREDICTION_BLOCK = 65536  # predictions turned into Python floats this many at a time
@@ -54,6 +57,26 @@ def write_with_predictions(source: Path, predictions: np.ndarray, output: Path) 
             )
 
 
+def output_target(output: str, inputs: dict[str, str]) -> Path:
+    """The file `-o` names, resolved through symbolic links (the link stays, its target is replaced), after
+    refusing what writing there would destroy: one of the `inputs` (by role: the input CSV, the model), a
+    folder, or anything but a regular file (a device such as /dev/null, a FIFO)."""
+    target = Path(os.path.realpath(output))
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as err:
+        raise UserError(f"-o {os_error_message(err, output)}") from None
+    for role, path in inputs.items():
+        with contextlib.suppress(OSError):
+            if os.path.samefile(target, path):
+                raise UserError(f"-o {output}: is {role}; write the predictions to another file")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"-o {output}: is {file_kind(mode)}, not a regular file; name a file to write")
+    return target
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m stages.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -64,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     header = read_header(args.csv, named_by="the CSV argument")
+    output = output_target(args.output, {"the input CSV": args.csv, "the model file": args.model})
     if PREDICTION_COLUMN in header:
         raise UserError(f"{args.csv}: already has a column {PREDICTION_COLUMN!r}; rename or drop it first")
 
@@ -86,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     scaling = Scaling.from_dict(saved["scaling"]) if saved["scaling"] else None
     predictions = models.predict(model, X, scaling)
 
-    write_with_predictions(Path(args.csv), predictions, Path(args.output))
+    write_with_predictions(Path(args.csv), predictions, output)
     print(f"predict: {len(predictions)} rows from {args.csv} through {args.model} -> {args.output}")
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
+import stat
 
 import numpy as np
+import pytest
 
 from stages import models
 from tests.helpers import default_params, run_module, write_params
@@ -68,3 +71,80 @@ def test_predict_copies_every_record_as_pandas_counts_rows(workdir):
     model, _ = models.load_model(str(workdir / "models" / "linear.pt"))
     expected = models.predict(model, np.array([[2.5], [3.0], [4.0]]), None)
     assert [float(row[3]) for row in rows[1:]] == expected.tolist()
+
+
+@pytest.fixture
+def trained(workdir):
+    """The seed project with a trained linear model."""
+    for stage in (["prepare"], ["train", "linear"]):
+        assert run_module(workdir, *stage).returncode == 0
+    return workdir
+
+
+def predict_to(workdir, output: str, model: str = "models/linear.pt", source: str = "data/seed.csv"):
+    return run_module(workdir, "predict", model, source, "-o", output)
+
+
+def test_predict_never_writes_over_its_input_csv_or_its_model(trained):
+    before = {name: (trained / name).read_bytes() for name in ("data/seed.csv", "models/linear.pt")}
+    (trained / "also-seed.csv").hardlink_to(trained / "data" / "seed.csv")
+    (trained / "seed-link.csv").symlink_to("data/seed.csv")
+    cases = {
+        "data/seed.csv": "is the input CSV",
+        "./data/../data/seed.csv": "is the input CSV",
+        "also-seed.csv": "is the input CSV",
+        "seed-link.csv": "is the input CSV",
+        "models/linear.pt": "is the model file",
+    }
+    for output, what in cases.items():
+        result = predict_to(trained, output)
+        assert result.returncode == 2
+        assert result.stderr == f"error: -o {output}: {what}; write the predictions to another file\n"
+    assert {name: (trained / name).read_bytes() for name in before} == before
+
+
+def test_predict_writes_through_a_symbolic_link_and_keeps_it(trained):
+    (trained / "real.csv").write_text("old\n")
+    (trained / "link.csv").symlink_to("real.csv")
+    assert predict_to(trained, "link.csv").returncode == 0
+    assert (trained / "link.csv").is_symlink() and os.readlink(trained / "link.csv") == "real.csv"
+    assert (trained / "real.csv").read_text().startswith("x,y,prediction\n")
+
+
+def test_predict_keeps_the_permission_bits_of_the_file_it_replaces(trained):
+    (trained / "private.csv").write_text("old\n")
+    (trained / "private.csv").chmod(0o600)
+    assert predict_to(trained, "private.csv").returncode == 0
+    assert stat.S_IMODE((trained / "private.csv").stat().st_mode) == 0o600
+    assert (trained / "private.csv").read_text().startswith("x,y,prediction\n")
+
+
+def test_predict_never_replaces_a_folder_a_fifo_or_a_device(trained):
+    (trained / "folder").mkdir()
+    os.mkfifo(trained / "pipe")
+    cases = {"folder": "a folder", "pipe": "a named pipe (FIFO)", os.devnull: "a character device"}
+    for output, kind in cases.items():
+        result = predict_to(trained, output)
+        assert result.returncode == 2
+        assert result.stderr == f"error: -o {output}: is {kind}, not a regular file; name a file to write\n"
+    assert stat.S_ISFIFO((trained / "pipe").stat().st_mode) and stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    assert list((trained / "folder").iterdir()) == []
+
+
+def test_predict_refuses_a_model_or_csv_that_is_no_regular_file(trained):
+    os.mkfifo(trained / "pipe")
+    (trained / "loop").symlink_to("loop")
+    model_fix = "run `dvc repro` first, or name a model file written by this pipeline"
+    csv_fix = "point the CSV argument at an existing CSV"
+    cases = [
+        ("pipe", "data/seed.csv", f"pipe: is a named pipe (FIFO), not a file; {model_fix}"),
+        ("models", "data/seed.csv", f"models: is a folder, not a file; {model_fix}"),
+        ("loop", "data/seed.csv", "loop: Too many levels of symbolic links; a symbolic link on the way leads back "
+         "to itself; fix or remove the link"),
+        ("models/linear.pt", "pipe", f"pipe: is a named pipe (FIFO), not a file; {csv_fix}"),
+        ("models/linear.pt", "data", f"data: is a folder, not a file; {csv_fix}"),
+    ]  # fmt: skip
+    for model, source, message in cases:
+        result = predict_to(trained, "out.csv", model=model, source=source)
+        assert (result.returncode, result.stderr) == (2, f"error: {message}\n")
+    assert not (trained / "out.csv").exists()

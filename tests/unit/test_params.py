@@ -190,3 +190,17 @@ def test_spellings_that_yaml_1_1_reads_otherwise_and_duplicate_keys_are_refused(
 def test_a_column_named_like_a_yaml_1_1_boolean_is_text_as_dvc_records_it(tmp_path):
     params = load_text(tmp_path, with_lines("  target: y ", "  target: yes "))
     assert params.data.target == "yes"
+
+
+def test_a_model_name_too_long_for_a_file_name_is_refused():
+    params = default_params()
+    params["models"]["m" * 300] = {"kind": "linear", "solver": "exact"}
+    with pytest.raises(
+        UserError,
+        match=r"params.yaml: model name m{20}\.\.\. under models is 300 characters long; "
+        r"use at most 100 \(it names files\)",
+    ):
+        parse_params(params)
+    params = default_params()
+    params["models"]["m" * 100] = {"kind": "linear", "solver": "exact"}
+    assert "m" * 100 in parse_params(params).models
