@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 
@@ -64,12 +65,34 @@ def _allocation(err: BaseException) -> str:
     return f" (tried to allocate {found.group(1)})" if found else ""
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_with_parent() -> None:
+    """End this stage as Ctrl-C does (temporary files removed, exit 130) on SIGTERM, and have Linux send it
+    SIGTERM when the process that started it dies: a `dvc repro` that is killed leaves no stage training on
+    as an orphan. (DVC's shell execs the stage command, so that process is dvc itself.)"""
+    signal.signal(signal.SIGTERM, _interrupt)
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: no such call, the stage just runs on
+        return
+    if os.getppid() != parent:  # the parent died before the call took effect
+        raise KeyboardInterrupt
+
+
 def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> int:
     """Run a stage's main(); print `error: <message>` and return 2 on a user mistake.
 
     Set STAGES_DEBUG=1 to see the full traceback instead.
     """
     try:
+        stop_with_parent()
         main(argv)
     except UserError as err:
         if debug_enabled():

@@ -4,6 +4,7 @@ and undoing the edit then `dvc repro` restores the last good run from DVC's run-
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,3 +116,85 @@ def test_ctrl_c_during_dvc_repro_leaves_no_partial_output_and_the_next_repro_suc
     repro(repo)
     assert outputs(repo) == good
     assert "Data and pipelines are up to date." in sh(repo, "dvc", "status").stdout
+
+
+KILL_AT_RENAME = """
+import os, signal
+_replace = os.replace
+
+
+def replace(src, dst, *args, **kwargs):
+    # Killed like a power cut: the output's temporary file is written, the rename never happens.
+    if str(dst) == os.environ.get("KILL_AT_RENAME"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _replace(src, dst, *args, **kwargs)
+
+
+os.replace = replace
+"""
+
+
+@pytest.mark.parametrize(
+    "output, params",
+    [
+        ("predictions/mlp.npy", ("models.mlp.lr", 0.02)),  # in the folder `plot` depends on
+        ("metrics/mlp.json", ("models.mlp.lr", 0.02)),  # in a folder git tracks
+        ("data/prepared", ("data.split_seed", 1)),  # a folder output, its temporary a folder
+    ],
+)
+def test_a_stage_killed_at_the_rename_still_restores_clean(good_repo, tmp_path, output, params):
+    repo, good = good_repo
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_AT_RENAME)
+    set_param(repo, *params)
+    env = {**stage_env(), "KILL_AT_RENAME": output, "PYTHONPATH": f"{hook}{os.pathsep}{stage_env()['PYTHONPATH']}"}
+    killed = subprocess.run(["dvc", "repro"], cwd=repo, env=env, text=True, capture_output=True)
+    assert killed.returncode != 0 and "failed to reproduce" in killed.stderr
+    assert temporary_files(repo), "the kill left no temporary file: the hook did not fire"
+    left = temporary_files(repo)
+    # The README's restore command; --force, since outputs the stage renamed before it was killed are new
+    sh(repo, "git", "checkout", "--", ".")
+    sh(repo, "dvc", "checkout", "--force", "-q")
+    assert "Data and pipelines are up to date." in sh(repo, "dvc", "status").stdout
+    assert sh(repo, "git", "status", "--porcelain").stdout == ""  # the leftover is ignored by git and by DVC
+    assert {name: data for name, data in outputs(repo).items() if not Path(name).name.endswith(".tmp")} == good
+    assert temporary_files(repo) == left
+    assert repro(repo) == set()  # and the next repro finds nothing to do
+    for path in left:  # (removed by hand here, so the next test starts without them)
+        shutil.rmtree(path) if Path(path).is_dir() else Path(path).unlink()
+
+
+def stage_processes(repo: Path) -> list[int]:
+    """Processes running a stage module in `repo`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if b"stages.train" in command and cwd == str(repo):
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_stage_does_not_train_on_when_dvc_itself_is_killed(good_repo, tmp_path):
+    repo, good = good_repo
+    set_param(repo, "models.mlp.epochs", 10_000_000)
+    log = tmp_path / "repro.log"
+    with log.open("w") as handle:
+        process = subprocess.Popen(["dvc", "repro"], cwd=repo, env=stage_env(), stdout=handle, stderr=subprocess.STDOUT)
+    wait_for(log, "train@mlp: epoch 1/10000000", process)
+    assert stage_processes(repo), "no training stage found running"
+    process.kill()  # dvc alone, not its process group: as when its terminal or CI job dies
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while stage_processes(repo) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stage_processes(repo) == []
+    assert temporary_files(repo) == []
+    sh(repo, "git", "checkout", "--", ".")
+    sh(repo, "dvc", "checkout", "-q")
+    assert outputs(repo) == good
