@@ -61,7 +61,7 @@ def output_target(output: str, inputs: dict[str, str]) -> Path:
     """The file `-o` names, resolved through symbolic links (the link stays, its target is replaced), after
     refusing what writing there would destroy: one of the `inputs` (by role: the input CSV, the model), a
     folder, or anything but a regular file (a device such as /dev/null, a FIFO)."""
-    target = Path(os.path.realpath(output))
+    target = Path(os.path.realpath(output)) if os.path.islink(output) else Path(output)
     try:
         mode = os.stat(target).st_mode
     except FileNotFoundError:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from stages import models
-from tests.helpers import default_params, run_module, write_params
+from tests.helpers import default_params, run_module, stage_env, write_params
 
 
 def test_predict_reproduces_the_training_predictions_of_both_models_exactly(workdir):
@@ -148,3 +150,26 @@ def test_predict_refuses_a_model_or_csv_that_is_no_regular_file(trained):
         result = predict_to(trained, "out.csv", model=model, source=source)
         assert (result.returncode, result.stderr) == (2, f"error: {message}\n")
     assert not (trained / "out.csv").exists()
+
+
+def test_predict_into_a_folder_it_cannot_write_is_one_line(trained):
+    (trained / "locked").mkdir()
+    (trained / "locked").chmod(0o555)
+    prefix = ["setpriv", "--inh-caps=-all", "--bounding-set=-all"] if os.geteuid() == 0 else []
+    command = [
+        *prefix,
+        sys.executable,
+        "-m",
+        "stages.predict",
+        "models/linear.pt",
+        "data/seed.csv",
+        "-o",
+        "locked/p.csv",
+    ]
+    result = subprocess.run(command, cwd=trained, env=stage_env(), text=True, capture_output=True)
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == "error: locked/p.csv: Permission denied; check the file's and its folders' permissions (ls -l)\n"
+    )
+    assert list((trained / "locked").iterdir()) == []
