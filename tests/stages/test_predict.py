@@ -131,6 +131,9 @@ def test_predict_never_replaces_a_folder_a_fifo_or_a_device(trained):
         assert result.stderr == f"error: -o {output}: is {kind}, not a regular file; name a file to write\n"
     assert stat.S_ISFIFO((trained / "pipe").stat().st_mode) and stat.S_ISCHR(os.stat(os.devnull).st_mode)
     assert list((trained / "folder").iterdir()) == []
+    long_name = "p" * 300 + ".csv"
+    result = predict_to(trained, long_name)
+    assert (result.returncode, result.stderr) == (2, f"error: -o {long_name}: File name too long; use a shorter name\n")
 
 
 def test_predict_refuses_a_model_or_csv_that_is_no_regular_file(trained):
