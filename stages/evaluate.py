@@ -15,7 +15,7 @@ from stages.io import write_json, write_text
 from stages.metrics import optimality_gap, regression_metrics
 from stages.params import load_params
 from stages.paths import PREPARED_DIR
-from stages.prepared import read_split, sample_rows
+from stages.prepared import read_split, sample_rows, seeded_split
 
 PLOT_ROWS = 2000  # per split: enough for a scatter in `dvc plots`, small enough for git and a browser
 
@@ -56,17 +56,25 @@ def fit_warning(model: str, standardize: bool, metrics: dict) -> str | None:
 
 
 def score(y_train: np.ndarray, y_test: np.ndarray, predictions: np.ndarray, card: dict) -> tuple[dict, str]:
-    """Metrics per split (train, and test when there are test rows; a linear model's optimality gap and
-    coefficients from its card) and the predicted-vs-actual plot data. `predictions` are the training
-    rows' then the test rows', as `train` writes them."""
+    """Metrics per split (train; validation when the model was early-stopped on rows held out of the
+    training split, which `train` then fitted without; test when there are test rows; a linear model's
+    optimality gap and coefficients from its card) and the predicted-vs-actual plot data. `predictions` are
+    the training rows' then the test rows', as `train` writes them."""
     n_train = len(y_train)
     actual = {"train": y_train}
     predicted = {"train": predictions[:n_train]}
+    stopping = card.get("early_stopping")
+    if stopping:
+        fit_rows, held_out = seeded_split(n_train, stopping["validation_fraction"], stopping["seed"])
+        actual = {"train": y_train[fit_rows], "validation": y_train[held_out]}
+        predicted = {"train": predictions[:n_train][fit_rows], "validation": predictions[:n_train][held_out]}
     if len(y_test):
         actual["test"], predicted["test"] = y_test, predictions[n_train:]
     metrics: dict = {name: regression_metrics(actual[name], predicted[name]) for name in actual}
     if card["architecture"]["kind"] == "linear":
-        metrics["train"]["optimality_gap"] = optimality_gap(metrics["train"]["mse"], card["least_squares_mse"], y_train)
+        metrics["train"]["optimality_gap"] = optimality_gap(
+            metrics["train"]["mse"], card["least_squares_mse"], actual["train"]
+        )
         metrics["coefficients"] = card["coefficients"]
     return metrics, predicted_csv(actual, predicted)
 
@@ -74,7 +82,7 @@ def score(y_train: np.ndarray, y_test: np.ndarray, predictions: np.ndarray, card
 def metric_lines(model: str, metrics: dict, rows: dict[str, int]) -> list[str]:
     """The log's line per split scored; `rows`: the row count of each split."""
     lines = []
-    for name in ("train", "test"):
+    for name in ("train", "validation", "test"):
         if name not in metrics:
             continue
         scores, n_rows = metrics[name], rows[name]
@@ -108,7 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     metrics, plot_data = score(split.y_train, split.y_test, predictions, card)
     write_json(paths.metrics_file(args.model), metrics)
     write_text(paths.predicted_file(args.model), plot_data)
-    print("\n".join(metric_lines(args.model, metrics, {"train": len(split.y_train), "test": len(split.y_test)})))
+    n_validation = card.get("early_stopping", {}).get("validation_rows", 0)
+    rows = {"train": len(split.y_train) - n_validation, "validation": n_validation, "test": len(split.y_test)}
+    print("\n".join(metric_lines(args.model, metrics, rows)))
     warning = fit_warning(args.model, params.data.standardize, metrics)
     if warning:
         print(warning, file=sys.stderr)

@@ -45,6 +45,15 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class EarlyStopping:
+    """Hold out `validation_fraction` of the training rows; stop after `patience` epochs in which their loss
+    did not fall below its best, and keep the weights of the best epoch."""
+
+    validation_fraction: float
+    patience: int
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One entry under `models:`; fields that do not apply to the kind keep their defaults."""
 
@@ -56,6 +65,8 @@ class ModelSpec:
     hidden: tuple[int, ...] = ()
     activation: str = "tanh"
     batch_size: int = 0
+    weight_decay: float = 0.0  # decoupled, as torch.optim.AdamW: Adam only
+    early_stopping: EarlyStopping | None = None
 
     @property
     def method(self) -> str:
@@ -200,10 +211,28 @@ TRAIN_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "dtype": _choice(DTYPES),
     "device": _choice(DEVICES),
 }
+EARLY_STOPPING_FIELDS: dict[str, Callable[[str, Any], Any]] = {
+    "validation_fraction": _number(lambda v: 0.0 < v < 1.0, "in (0, 1)"),
+    "patience": _integer(minimum=1),
+}
+
+
+def _early_stopping(key: str, value: Any) -> EarlyStopping:
+    if not isinstance(value, Mapping):
+        raise ParamsError(
+            f"{key} must be a mapping, e.g. {{validation_fraction: 0.2, patience: 50}}, got {_describe(value)}"
+        )
+    _reject_unknown(value, EARLY_STOPPING_FIELDS, f"{key}.")
+    _require(value, tuple(EARLY_STOPPING_FIELDS), f"{key}.")
+    return EarlyStopping(**_checked(value, EARLY_STOPPING_FIELDS, f"{key}."))
+
+
 COMMON_MODEL_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "kind": _choice(MODEL_KINDS),
     "lr": _positive,
     "epochs": _integer(minimum=1),
+    "weight_decay": _number(lambda v: v >= 0, ">= 0"),
+    "early_stopping": _early_stopping,
 }
 MODEL_FIELDS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
     "linear": {**COMMON_MODEL_FIELDS, "solver": _choice(SOLVERS)},
@@ -277,6 +306,12 @@ def _model_spec(name: Any, raw: Any) -> ModelSpec:
     fields = _checked(raw, MODEL_FIELDS[kind], prefix)  # unknown keys first: a typo is also a missing key
     # The exact solver has no learning rate or epochs; they may stay in the file (for switching back).
     _require(raw, () if fields.get("solver") == "exact" else MODEL_REQUIRED_BY_KIND[kind], prefix)
+    solver = fields.get("solver", "adam")
+    if fields.get("weight_decay") and solver != "adam":
+        raise ParamsError(f"{prefix}weight_decay is Adam's (decoupled, as in AdamW); solver {solver} has none: "
+                          "use solver: adam, or remove weight_decay")  # fmt: skip
+    if fields.get("early_stopping") and solver == "exact":
+        raise ParamsError(f"{prefix}early_stopping needs epochs to stop; solver exact has none: remove it")
     return ModelSpec(name=name, **fields)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
@@ -15,22 +14,20 @@ from stages.errors import UserError, run_stage
 from stages.io import atomic_dir
 from stages.params import DataParams, load_params
 from stages.paths import PREPARED_DIR
-from stages.prepared import Scaling, SplitPlan, write_split
+from stages.prepared import Scaling, SplitPlan, seeded_split, write_split
 
 MIN_TRAIN_ROWS = 2
 
 
 def split_rows(n_rows: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of the train and test splits, each in file order; test has ceil(test_size * n_rows) rows."""
-    n_test = math.ceil(test_size * n_rows) if test_size > 0 else 0
-    n_train = n_rows - n_test
-    if n_train < MIN_TRAIN_ROWS:
+    train_rows, test_rows = seeded_split(n_rows, test_size, seed)
+    if len(train_rows) < MIN_TRAIN_ROWS:
         raise UserError(
-            f"data: {n_rows} rows with data.test_size {test_size} leave {n_train} training rows; "
+            f"data: {n_rows} rows with data.test_size {test_size} leave {len(train_rows)} training rows; "
             f"training needs at least {MIN_TRAIN_ROWS}: lower data.test_size or add rows"
         )
-    order = np.random.default_rng(seed).permutation(n_rows)
-    return np.sort(order[n_test:]), np.sort(order[:n_test])
+    return train_rows, test_rows
 
 
 def fit_scaling(X: np.ndarray, y: np.ndarray, rows: np.ndarray, names: tuple[str, ...]) -> Scaling:

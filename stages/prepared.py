@@ -7,6 +7,7 @@ import this module and must start fast.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,15 @@ class Split:
     X_test: np.ndarray
     y_test: np.ndarray
     scaling: Scaling | None
+
+
+def seeded_split(n_rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out): row indices, each in order; ceil(fraction * n_rows) rows held out at random, seeded.
+    prepare holds out the test split this way; train the validation rows of early stopping, from the
+    training split (evaluate finds them again from the same fraction and seed)."""
+    n_held = math.ceil(fraction * n_rows) if fraction > 0 else 0
+    order = np.random.default_rng(seed).permutation(n_rows)
+    return np.sort(order[n_held:]), np.sort(order[:n_held])
 
 
 def sample_rows(n_rows: int, limit: int, seed: int = 0) -> np.ndarray:

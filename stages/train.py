@@ -16,7 +16,7 @@ from stages.errors import UserError, run_stage
 from stages.io import atomic_open, write_bytes, write_json, write_text
 from stages.params import ModelSpec, TrainParams, load_params
 from stages.paths import PREPARED_DIR
-from stages.prepared import Split, read_split
+from stages.prepared import Split, read_split, seeded_split
 
 
 class EpochLog:
@@ -30,8 +30,9 @@ class EpochLog:
         self.started = self.last = time.perf_counter()
         self.last_epoch = 0
 
-    def __call__(self, epoch: int, loss: float) -> None:
+    def __call__(self, epoch: int, loss: float, validation: float | None = None) -> None:
         name = self.spec.name
+        held_out = "" if validation is None else f", validation loss {validation:.6f}"
         if self.exact:
             print(f"train@{name}: least squares solved exactly (SVD, float64), loss {loss:.6f}", flush=True)
         elif self.draw_bar:
@@ -40,13 +41,14 @@ class EpochLog:
 
                 self.bar = tqdm(total=self.spec.epochs, desc=f"train@{name}", unit="epoch")
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
+            extra = {} if validation is None else {"validation": f"{validation:.6g}"}
+            self.bar.set_postfix(loss=f"{loss:.6g}", **extra, refresh=False)
         elif epoch == 1 or epoch % self.log_every == 0 or epoch == self.spec.epochs:
             now = time.perf_counter()
             # Epoch 1 also pays for one-off set-up (for L-BFGS, torch.optim imports torch._dynamo): not timed.
             timing = "" if epoch == 1 else f" ({_duration((now - self.last) / (epoch - self.last_epoch))}/epoch)"
             self.last, self.last_epoch = now, epoch
-            print(f"train@{name}: epoch {epoch}/{self.spec.epochs}, loss {loss:.6f}{timing}", flush=True)
+            print(f"train@{name}: epoch {epoch}/{self.spec.epochs}, loss {loss:.6f}{held_out}{timing}", flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -58,13 +60,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
 
 
-def loss_csv(losses: list[float], limit: int = 2000) -> str:
-    """Loss per epoch for `dvc plots`; past `limit` epochs, every k-th epoch and the last."""
+def loss_csv(losses: list[float], validation_losses: list[float] | None = None, limit: int = 2000) -> str:
+    """Loss per epoch for `dvc plots` (and the validation loss, with early stopping); past `limit` epochs,
+    every k-th epoch and the last."""
     stride = -(-len(losses) // limit)
     epochs = [*range(1, len(losses) + 1, stride)]
     if epochs[-1] != len(losses):
         epochs.append(len(losses))
-    return "epoch,loss\n" + "".join(f"{epoch},{losses[epoch - 1]!r}\n" for epoch in epochs)
+    if validation_losses is None:
+        return "epoch,loss\n" + "".join(f"{epoch},{losses[epoch - 1]!r}\n" for epoch in epochs)
+    rows = (f"{epoch},{losses[epoch - 1]!r},{validation_losses[epoch - 1]!r}\n" for epoch in epochs)
+    return "epoch,loss,validation_loss\n" + "".join(rows)
 
 
 LOGGED_WEIGHTS = 20  # a wide linear model logs its first weights; all of them are in models/<name>.json
@@ -95,6 +101,25 @@ class TrainedModel:
     summary: str  # the table of layers
     predictions: np.ndarray  # every prepared row (train, then test), original units, float64
     losses: list[float]  # per epoch
+    validation_losses: list[float] | None = None  # per epoch, with early stopping
+
+
+MIN_VALIDATION_ROWS = 2
+
+
+def held_out_rows(spec: ModelSpec, n_train: int, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rows to fit on, validation rows) of the training split when the spec asks for early stopping."""
+    if spec.early_stopping is None:
+        return None
+    fraction = spec.early_stopping.validation_fraction
+    fit_rows, validation = seeded_split(n_train, fraction, seed)
+    if len(validation) < MIN_VALIDATION_ROWS or len(fit_rows) < MIN_VALIDATION_ROWS:
+        raise UserError(
+            f"models.{spec.name}.early_stopping.validation_fraction {fraction:g} of {n_train} training rows leaves "
+            f"{len(validation)} validation and {len(fit_rows)} training rows; each needs at least "
+            f"{MIN_VALIDATION_ROWS}: change the fraction, or add rows"
+        )
+    return fit_rows, validation
 
 
 def fit_model(
@@ -103,10 +128,11 @@ def fit_model(
     split: Split,
     device,
     say: Callable[[str], None] = print,
-    on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
+    on_epoch: Callable[..., None] = lambda epoch, loss, validation=None: None,
 ) -> TrainedModel:
     """Build the model `spec` names, fit it on the training rows (seeded by settings.seed) on `device`,
-    and predict every prepared row. `say` gets the summary and the set-up line before training starts."""
+    and predict every prepared row. With early stopping, a seeded part of the training rows is held out for
+    validation and the weights of its best epoch are kept. `say` gets the summary and the set-up line."""
     import torch
 
     from stages import models, training
@@ -117,12 +143,16 @@ def fit_model(
     rows = models.layer_summary(model, len(split.features))
     summary = models.format_summary(spec.name, arch, rows)
     say(summary)
-    how = training.describe_training(spec, len(split.y_train))
+    held_out = held_out_rows(spec, len(split.y_train), settings.seed)
+    fitting = split if held_out is None else replace(split, X_train=split.X_train[held_out[0]],
+                                                     y_train=split.y_train[held_out[0]])  # fmt: skip
+    how = training.describe_training(spec, len(fitting.y_train))
     where = "cpu" if spec.method == "exact" else device
     # With data.standardize the loss is that of the scaled target: the metrics' MSE over y_std squared.
     units = f"; loss in standardized units (MSE / {split.scaling.y_std:.6g}^2)" if split.scaling else ""
+    validating = "" if held_out is None else f" (and {len(held_out[1])} held out for validation)"
     say(
-        f"train@{spec.name}: {len(split.y_train)} rows x {len(split.features)} feature(s), {how}, "
+        f"train@{spec.name}: {len(fitting.y_train)} rows{validating} x {len(split.features)} feature(s), {how}, "
         f"{arch['dtype']} on {where}{units}"
     )
 
@@ -134,18 +164,26 @@ def fit_model(
     else:
         if spec.kind == "linear":
             # The reference for evaluate's optimality gap: float64 least squares, original units.
-            least_squares_mse = training.solve_least_squares(split.X_train, split.y_train).mse
+            least_squares_mse = training.solve_least_squares(fitting.X_train, fitting.y_train).mse
         dtype = getattr(torch, arch["dtype"])
-        X = models.scaled_tensor(split.X_train, split.scaling, dtype)
-        y = models.scaled_target(split.y_train, split.scaling, dtype)
-        _check_representable(X, y, split, arch["dtype"])
+        X = models.scaled_tensor(fitting.X_train, split.scaling, dtype)
+        y = models.scaled_target(fitting.y_train, split.scaling, dtype)
+        _check_representable(X, y, fitting, arch["dtype"])
         X, y = X.to(device), y.to(device)
         model.to(device)
-        split = replace(split, X_train=None, y_train=None)  # drop the float64 copy; the tensor has the rows
-        history = training.train_model(model, X, y, spec, seed=settings.seed, on_epoch=on_epoch)
-        train_predictions = models.unscale_target(models.model_outputs(model, X), split.scaling)
-        del X, y
+        validation = None
+        if held_out is not None:
+            X_valid = models.scaled_tensor(split.X_train[held_out[1]], split.scaling, dtype).to(device)
+            validation = (X_valid, models.scaled_target(split.y_train[held_out[1]], split.scaling, dtype).to(device))
+        else:
+            split = replace(split, X_train=None, y_train=None)  # drop the float64 copy; the tensor has the rows
+        history = training.train_model(model, X, y, spec, settings.seed, on_epoch, validation)
+        if held_out is None:
+            train_predictions = models.unscale_target(models.model_outputs(model, X), split.scaling)
+        del X, y, validation
         model.cpu()
+        if held_out is not None:  # every training row, in order: the fitted and the held-out ones
+            train_predictions = models.predict(model, split.X_train, split.scaling)
     predictions = np.concatenate([train_predictions, models.predict(model, split.X_test, split.scaling)])
 
     card = {
@@ -160,10 +198,32 @@ def fit_model(
     if spec.kind == "linear":
         card["coefficients"] = models.linear_coefficients(model, split.features, split.scaling)
         card["least_squares_mse"] = least_squares_mse
+    if held_out is not None:
+        card["early_stopping"] = {
+            "validation_fraction": spec.early_stopping.validation_fraction,
+            "patience": spec.early_stopping.patience,
+            "seed": settings.seed,  # evaluate finds the validation rows again from the fraction and this seed
+            "validation_rows": len(held_out[1]),
+            "best_epoch": history.best_epoch,
+            "best_validation_loss": history.validation_losses[history.best_epoch - 1],
+            "stopped_epoch": len(history.losses),
+        }
     # The .pt file's metadata: enough to rebuild the model and apply it to raw rows (stages/predict.py).
     meta = {key: card[key] for key in ("name", "architecture", "features", "target")}
     meta["scaling"] = split.scaling.to_dict() if split.scaling else None
-    return TrainedModel(models.model_bytes(model, meta), card, summary, predictions, history.losses)
+    model_bytes = models.model_bytes(model, meta)
+    return TrainedModel(model_bytes, card, summary, predictions, history.losses, history.validation_losses)
+
+
+def early_stopping_line(name: str, card: dict, epochs: int) -> str:
+    """What early stopping did, for the log."""
+    stopping = card["early_stopping"]
+    why = (f"no lower validation loss for {stopping['patience']} epochs" if stopping["stopped_epoch"] < epochs
+           else "all epochs run")  # fmt: skip
+    return (
+        f"train@{name}: early stopping kept epoch {stopping['best_epoch']} (validation loss "
+        f"{stopping['best_validation_loss']:.6f}); stopped at epoch {stopping['stopped_epoch']}: {why}"
+    )
 
 
 def coefficient_lines(name: str, coefficients: dict) -> list[str]:
@@ -197,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     log = EpochLog(spec, params.train.log_every)
     trained = fit_model(spec, params.train, split, device, say=lambda line: print(line, flush=True), on_epoch=log)
     log.close()
+    if "early_stopping" in trained.card:
+        print(early_stopping_line(spec.name, trained.card, spec.epochs))
     if "coefficients" in trained.card:
         print("\n".join(coefficient_lines(spec.name, trained.card["coefficients"])))
 
@@ -205,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     write_text(paths.model_summary(spec.name), trained.summary)
     with atomic_open(paths.predictions_file(spec.name)) as handle:
         np.save(handle, trained.predictions)
-    write_text(paths.loss_file(spec.name), loss_csv(trained.losses))
+    write_text(paths.loss_file(spec.name), loss_csv(trained.losses, trained.validation_losses))
 
 
 if __name__ == "__main__":

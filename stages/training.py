@@ -29,21 +29,74 @@ def resolve_device(choice: str, source: str = "params.yaml") -> torch.device:
 
 
 def describe_training(spec: ModelSpec, n_rows: int) -> str:
+    """The log's words for how `spec` trains on `n_rows` rows (those it fits on, validation rows apart)."""
     if spec.method == "exact":
         return "exact least squares"
     if spec.method == "lbfgs":
-        return f"L-BFGS lr {spec.lr:g}, {spec.epochs} epochs"
-    if 0 < spec.batch_size < n_rows:
+        how = f"L-BFGS lr {spec.lr:g}, {spec.epochs} epochs"
+    elif 0 < spec.batch_size < n_rows:
         steps = -(-n_rows // spec.batch_size)
-        return f"Adam lr {spec.lr:g}, minibatches of {spec.batch_size} ({steps} steps/epoch), {spec.epochs} epochs"
-    return f"Adam lr {spec.lr:g}, full batch, {spec.epochs} epochs"
+        how = f"Adam lr {spec.lr:g}, minibatches of {spec.batch_size} ({steps} steps/epoch), {spec.epochs} epochs"
+    else:
+        how = f"Adam lr {spec.lr:g}, full batch, {spec.epochs} epochs"
+    if spec.weight_decay:
+        how += f", weight decay {spec.weight_decay:g}"
+    if spec.early_stopping:
+        how += f", early stopping (patience {spec.early_stopping.patience})"
+    return how
 
 
 @dataclass(frozen=True)
 class TrainingLog:
-    """Mean training loss of each epoch (in scaled units when scaling is on)."""
+    """Mean training loss of each epoch (in scaled units when scaling is on); with early stopping, the
+    validation loss after each epoch and the epoch whose weights were kept."""
 
     losses: list[float]
+    validation_losses: list[float] | None = None
+    best_epoch: int | None = None
+
+
+class EarlyStopper:
+    """Measures the loss on held-out rows after every epoch and keeps a copy of the weights of the best one;
+    says stop once `patience` epochs have passed without a lower loss."""
+
+    def __init__(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor, patience: int) -> None:
+        self.model, self.X, self.y, self.patience = model, X, y, patience
+        self.losses: list[float] = []
+        self.best, self.best_epoch, self.best_state = float("inf"), 0, None
+
+    def observe(self, epoch: int) -> float:
+        with torch.no_grad():
+            value = float(nn.functional.mse_loss(self.model(self.X), self.y))
+        self.losses.append(value)
+        if value < self.best:
+            self.best, self.best_epoch = value, epoch
+            self.best_state = {key: tensor.detach().clone() for key, tensor in self.model.state_dict().items()}
+        return value
+
+    def should_stop(self, epoch: int) -> bool:
+        return epoch - self.best_epoch >= self.patience
+
+    def restore_best(self) -> None:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
+
+def _end_epoch(epoch: int, value: float, losses: list[float], on_epoch, stopper: EarlyStopper | None) -> bool:
+    """Record an epoch's training loss (and its validation loss); True when early stopping says stop."""
+    losses.append(value)
+    if stopper is None:
+        on_epoch(epoch, value)
+        return False
+    on_epoch(epoch, value, stopper.observe(epoch))
+    return stopper.should_stop(epoch)
+
+
+def _log(losses: list[float], stopper: EarlyStopper | None) -> TrainingLog:
+    if stopper is None:
+        return TrainingLog(losses)
+    stopper.restore_best()
+    return TrainingLog(losses, stopper.losses, stopper.best_epoch)
 
 
 def train_model(
@@ -52,14 +105,21 @@ def train_model(
     y: torch.Tensor,
     spec: ModelSpec,
     seed: int,
-    on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
+    on_epoch: Callable[..., None] = lambda epoch, loss, validation=None: None,
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TrainingLog:
-    """Fit `model` in place with the solver its spec names."""
+    """Fit `model` in place with the solver its spec names; with spec.early_stopping, on (X, y) while
+    watching the loss on `validation` (rows held out of the training split), ending with the best weights."""
     if spec.method == "exact":
         return fit_exact(model, X.double().cpu().numpy(), y.double().cpu().numpy(), None, on_epoch)[0]
+    stopper = None
+    if spec.early_stopping:
+        if validation is None:
+            raise ValueError("early stopping needs validation rows")
+        stopper = EarlyStopper(model, *validation, spec.early_stopping.patience)
     if spec.method == "lbfgs":
-        return fit_lbfgs(model, X, y, spec, on_epoch)
-    return fit(model, X, y, spec, seed, on_epoch)
+        return fit_lbfgs(model, X, y, spec, on_epoch, stopper)
+    return fit(model, X, y, spec, seed, on_epoch, stopper)
 
 
 @dataclass(frozen=True)
@@ -121,7 +181,8 @@ def fit_lbfgs(
     X: torch.Tensor,
     y: torch.Tensor,
     spec: ModelSpec,
-    on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
+    on_epoch: Callable[..., None] = lambda epoch, loss, validation=None: None,
+    stopper: EarlyStopper | None = None,
 ) -> TrainingLog:
     """torch.optim.LBFGS with a strong-Wolfe line search; one epoch is one optimizer.step (<= 20 iterations)."""
     optimizer = torch.optim.LBFGS(model.parameters(), lr=spec.lr, max_iter=20, line_search_fn="strong_wolfe")
@@ -138,25 +199,29 @@ def fit_lbfgs(
     for epoch in range(1, spec.epochs + 1):
         value = optimizer.step(closure).item()
         _check_finite(spec, value, f"in epoch {epoch}")
-        losses.append(value)
-        on_epoch(epoch, value)
-    with torch.no_grad():
-        final = float(loss_fn(model(X), y))
-    _check_finite(spec, final, f"in epoch {spec.epochs}")
-    losses[-1] = final
+        if _end_epoch(epoch, value, losses, on_epoch, stopper):
+            break
+    if stopper is None:  # the step returns the loss before its last update: the epoch's final one instead
+        with torch.no_grad():
+            final = float(loss_fn(model(X), y))
+        _check_finite(spec, final, f"in epoch {spec.epochs}")
+        losses[-1] = final
     _check_growth(spec, losses)
-    return TrainingLog(losses)
+    return _log(losses, stopper)
 
 
 class Adam:
-    """Adam (Kingma & Ba) with torch.optim.Adam's defaults and arithmetic, step for step bit-identical to it
-    on the CPU (tests/test_training.py checks), without torch.optim's machinery: constructing any
+    """Adam (Kingma & Ba) with torch.optim.Adam's defaults and arithmetic, and with weight_decay > 0
+    torch.optim.AdamW's, step for step bit-identical to them on the CPU (tests/unit/test_training.py
+    checks), without torch.optim's machinery: constructing any
     torch.optim optimizer imports torch._dynamo, about a second per training stage, and its step() carries
     per-call bookkeeping that costs more than the arithmetic for small models."""
 
-    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(
+        self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0
+    ) -> None:
         self.params = [p for p in params if p.requires_grad]
-        self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
+        self.lr, (self.beta1, self.beta2), self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.steps = [0] * len(self.params)  # per parameter, as torch counts: one without a gradient waits
@@ -172,6 +237,8 @@ class Adam:
             if p.grad is None:
                 continue
             self.steps[i] += 1
+            if self.weight_decay:  # decoupled, before the moments: torch.optim.AdamW's order
+                p.mul_(1 - self.lr * self.weight_decay)
             step_size = self.lr / (1 - self.beta1 ** self.steps[i])
             bias_correction2_sqrt = (1 - self.beta2 ** self.steps[i]) ** 0.5
             exp_avg.lerp_(p.grad, 1 - self.beta1)
@@ -207,9 +274,11 @@ def fit(
     y: torch.Tensor,
     spec: ModelSpec,
     seed: int,
-    on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
+    on_epoch: Callable[..., None] = lambda epoch, loss, validation=None: None,
+    stopper: EarlyStopper | None = None,
 ) -> TrainingLog:
-    """Adam on the mean squared error; full batch unless spec.batch_size > 0 (shuffled minibatches, MLP).
+    """Adam on the mean squared error; full batch unless spec.batch_size > 0 (shuffled minibatches, MLP);
+    spec.weight_decay decays the weights as torch.optim.AdamW does.
 
     Minibatches: every epoch draws one permutation of the rows from a generator seeded by `seed`, and
     the batches are slices of it, so each row is used exactly once per epoch and the order is the same on
@@ -217,7 +286,7 @@ def fit(
     read once per epoch. Raises UserError when the loss stops being finite (at that step when training
     full batch, at the end of that epoch otherwise), or if it grew more than DIVERGED_GROWTH-fold.
     """
-    optimizer = Adam(model.parameters(), lr=spec.lr)
+    optimizer = Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     loss_fn = nn.MSELoss()
     n_rows = len(y)
     batch = spec.batch_size if 0 < spec.batch_size < n_rows else 0
@@ -231,8 +300,8 @@ def fit(
             _check_finite(spec, value, f"at step {epoch}")
             loss.backward()
             optimizer.step()
-            losses.append(value)
-            on_epoch(epoch, value)
+            if _end_epoch(epoch, value, losses, on_epoch, stopper):
+                break
     else:
         shuffle = torch.Generator().manual_seed(seed)
         for epoch in range(1, spec.epochs + 1):
@@ -246,9 +315,9 @@ def fit(
                 total += loss.detach() * len(rows)
             value = (total / n_rows).item()
             _check_finite(spec, value, f"in epoch {epoch}")
-            losses.append(value)
-            on_epoch(epoch, value)
+            if _end_epoch(epoch, value, losses, on_epoch, stopper):
+                break
     if not all(torch.isfinite(p).all() for p in model.parameters()):
-        _check_finite(spec, float("nan"), f"in epoch {spec.epochs} (the weights are no longer finite)")
+        _check_finite(spec, float("nan"), f"in epoch {len(losses)} (the weights are no longer finite)")
     _check_growth(spec, losses)
-    return TrainingLog(losses)
+    return _log(losses, stopper)

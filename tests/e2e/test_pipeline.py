@@ -93,7 +93,7 @@ def overlay_models(repo: Path, *args: str) -> dict[str, set[str]]:
     rendered = json.loads(sh(repo, "dvc", "plots", *args, "--json").stdout)["data"]["plots/losses.csv"]
     assert len(rendered) == 1 and rendered[0]["type"] == "vega"
     content = rendered[0]["content"]
-    assert content["encoding"]["color"]["field"] == "model"
+    assert content["encoding"]["color"]["field"] == "curve"  # the model, and "(validation)" for its held-out loss
     assert content["title"]["text"] == "Training loss per epoch, every model"
     revisions: dict[str, set[str]] = {}
     for point in content["data"]["values"]:

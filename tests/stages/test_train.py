@@ -114,3 +114,43 @@ def test_a_wide_linear_model_logs_its_first_20_weights_and_says_where_the_rest_a
     assert [line.split("(")[1].split(")")[0] for line in logged] == names[:20]
     assert "train@linear: ... and 5 more weights in models/linear.json" in result.stdout
     assert len(json.loads((workdir / "models" / "linear.json").read_text())["coefficients"]) == 26
+
+
+def test_early_stopping_saves_the_epoch_with_the_lowest_validation_loss(workdir):
+    from stages import models
+    from stages.prepared import read_split, seeded_split
+
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 10, size=80)
+    y = 0.7 * x + 3 + rng.normal(scale=1.0, size=80)
+    rows = "".join(f"{a!r},{b!r}\n" for a, b in zip(x.tolist(), y.tolist(), strict=True))
+    (workdir / "data" / "seed.csv").write_text("x,y\n" + rows)
+    params = default_params(standardize=True, test_size=0.2)
+    params["models"]["mlp"].update(hidden=[32], lr=0.05, early_stopping={"validation_fraction": 0.25, "patience": 20})
+    write_params(workdir, params)
+    for stage in (["prepare"], ["train", "mlp"], ["evaluate", "mlp"]):
+        result = run_module(workdir, *stage)
+        assert result.returncode == 0, result.stderr
+    train_log = run_module(workdir, "train", "mlp").stdout
+    assert "train@mlp: 48 rows (and 16 held out for validation) x 1 feature(s)" in train_log
+    assert ", validation loss " in train_log and "train@mlp: early stopping kept epoch " in train_log
+
+    lines = (workdir / "plots" / "loss" / "mlp.csv").read_text().splitlines()
+    assert lines[0] == "epoch,loss,validation_loss"
+    validation = [float(line.split(",")[2]) for line in lines[1:]]
+    card = json.loads((workdir / "models" / "mlp.json").read_text())["early_stopping"]
+    assert card["stopped_epoch"] == len(validation) < 1000 and card["validation_rows"] == 16
+    assert card["best_epoch"] == 1 + validation.index(min(validation))
+    # The saved model's loss on the held-out rows, computed as training does, is the minimum in the CSV.
+    split = read_split(workdir / "data" / "prepared")
+    _, held_out = seeded_split(len(split.y_train), 0.25, seed=0)
+    model, _ = models.load_model(workdir / "models" / "mlp.pt")
+    X = models.scaled_tensor(split.X_train[held_out], split.scaling, torch.float32)
+    y = models.scaled_target(split.y_train[held_out], split.scaling, torch.float32)
+    with torch.no_grad():
+        assert float(torch.nn.functional.mse_loss(model(X), y)) == min(validation) == card["best_validation_loss"]
+
+    metrics = json.loads((workdir / "metrics" / "mlp.json").read_text())
+    assert set(metrics) == {"train", "validation", "test"}
+    y_std = split.scaling.y_std
+    assert metrics["validation"]["mse"] == pytest.approx(min(validation) * y_std**2, rel=1e-5)

@@ -109,3 +109,24 @@ def test_a_constant_feature_fitted_to_the_mean_raises_no_false_alarm():
         metrics, _ = score(split.y_train, split.y_test, trained.predictions, trained.card)
         assert metrics["train"]["r2"] == pytest.approx(0, abs=1e-12)  # the mean: least squares with no slope
         assert fit_warning(spec.name, False, metrics) is None
+
+
+def test_an_early_stopped_model_is_scored_on_its_fitted_and_its_held_out_rows_apart():
+    from stages.prepared import seeded_split
+
+    y_train, y_test = np.arange(10.0), np.array([20.0, 30.0])
+    predictions = np.concatenate([y_train + 1.0, y_test])
+    card = {"architecture": {"kind": "mlp"}, "early_stopping": {"validation_fraction": 0.3, "seed": 7}}
+    metrics, plot_data = score(y_train, y_test, predictions, card)
+    fitted, held_out = seeded_split(10, 0.3, 7)
+    assert set(metrics) == {"train", "validation", "test"} and len(held_out) == 3
+    assert metrics["train"]["mse"] == metrics["validation"]["mse"] == 1.0 and metrics["test"]["mse"] == 0.0
+    assert metrics["validation"]["r2"] == pytest.approx(
+        1 - 3 / np.sum((y_train[held_out] - y_train[held_out].mean()) ** 2)
+    )
+    labels = [line.split(",")[0] for line in plot_data.splitlines()[1:]]
+    assert labels == ["train"] * 7 + ["validation"] * 3 + ["test"] * 2
+    assert [float(line.split(",")[1]) for line in plot_data.splitlines()[8:11]] == y_train[held_out].tolist()
+    assert metric_lines("m", metrics, {"train": 7, "validation": 3, "test": 2})[1].startswith(
+        "evaluate@m: validation (3 rows): mse 1,"
+    )

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
 
 from stages.errors import UserError
-from stages.params import TrainParams, load_params, parse_params
+from stages.params import EarlyStopping, TrainParams, load_params, parse_params
 from tests.helpers import ROOT, default_params
 
 
@@ -169,22 +170,28 @@ def test_values_load_as_dvc_records_them(tmp_path, old, new, value):
     "old, new, message",
     [
         ("    epochs: 1000\n    batch_size", "    epochs: 010\n    batch_size",
-         "line 26: models.mlp.epochs: 010 has a leading zero, which YAML 1.2 (DVC's) reads as decimal and YAML 1.1 "
+         "line {line}: models.mlp.epochs: 010 has a leading zero, which YAML 1.2 (DVC's) reads as decimal and YAML 1.1 "
          "as octal; write it without the zero"),
-        ("    - 10\n", "    - 010\n", "line 23: models.mlp.hidden: 010 has a leading zero"),
+        ("    - 10\n", "    - 010\n", "line {line}: models.mlp.hidden: 010 has a leading zero"),
         ("    epochs: 1000\n    batch_size", "    epochs: 1:30\n    batch_size",
          "models.mlp.epochs must be an integer, got '1:30' (str); YAML 1.1 read 1:30 as 90 (base 60)"),
         ("    lr: 0.01", "    lr: 1:30.5", "YAML 1.1 read 1:30.5 as 90.5 (base 60), YAML 1.2 (DVC's) as text"),
         ("  standardize: false", "  standardize: Off", "got 'Off' (str); YAML 1.1 read Off as a boolean, YAML 1.2 "
          "(DVC's) as text: write true or false"),
-        ("    lr: 0.01\n", "    lr: 0.01\n    lr: 0.02\n", "line 26: key 'lr' appears twice in the same mapping"),
+        ("    lr: 0.01\n", "    lr: 0.01\n    lr: 0.02\n", "line {line}: key 'lr' appears twice in the same mapping"),
         ("models:", "models:\n  linear: {}\nmodels:", "key 'models' appears twice in the same mapping"),
     ],
 )  # fmt: skip
 def test_spellings_that_yaml_1_1_reads_otherwise_and_duplicate_keys_are_refused(tmp_path, old, new, message):
+    text = with_lines(old, new)
+    # the line named: the first line of the replacement that is not the original's
+    new_lines, old_lines = new.split("\n"), old.split("\n")
+    changed = next(i for i, line in enumerate(new_lines) if i >= len(old_lines) or line != old_lines[i])
+    line = text[: text.index(new)].count("\n") + 1 + changed
     with pytest.raises(UserError) as refused:
-        load_text(tmp_path, with_lines(old, new))
-    assert str(refused.value).startswith(f"{tmp_path / 'params.yaml'}: ") and message in str(refused.value)
+        load_text(tmp_path, text)
+    assert str(refused.value).startswith(f"{tmp_path / 'params.yaml'}: ")
+    assert message.format(line=line) in str(refused.value)
 
 
 def test_a_column_named_like_a_yaml_1_1_boolean_is_text_as_dvc_records_it(tmp_path):
@@ -204,3 +211,32 @@ def test_a_model_name_too_long_for_a_file_name_is_refused():
     params = default_params()
     params["models"]["m" * 100] = {"kind": "linear", "solver": "exact"}
     assert "m" * 100 in parse_params(params).models
+
+
+def test_weight_decay_and_early_stopping_are_read_and_checked():
+    params = default_params()
+    params["models"]["mlp"].update(weight_decay=0.01, early_stopping={"validation_fraction": 0.2, "patience": 30})
+    mlp = parse_params(params).models["mlp"]
+    assert mlp.weight_decay == 0.01 and mlp.early_stopping == EarlyStopping(0.2, 30)
+    assert parse_params(default_params()).models["mlp"].early_stopping is None
+
+
+@pytest.mark.parametrize(
+    "model, change, message",
+    [
+        ("mlp", {"early_stopping": 0.2}, "models.mlp.early_stopping must be a mapping, e.g. {validation_fraction: 0.2, "
+         "patience: 50}, got 0.2 (float)"),
+        ("mlp", {"early_stopping": {"validation_fraction": 0.2}}, "models.mlp.early_stopping.patience is missing"),
+        ("mlp", {"early_stopping": {"validation_fraction": 0.2, "patience": 5, "delta": 1}},
+         "unknown key models.mlp.early_stopping.delta"),
+        ("linear", {"solver": "lbfgs", "lr": 1.0, "weight_decay": 0.1},
+         "models.linear.weight_decay is Adam's (decoupled, as in AdamW); solver lbfgs has none"),
+        ("linear", {"solver": "exact", "early_stopping": {"validation_fraction": 0.2, "patience": 5}},
+         "models.linear.early_stopping needs epochs to stop; solver exact has none: remove it"),
+    ],
+)  # fmt: skip
+def test_regularization_settings_that_cannot_apply_are_refused(model, change, message):
+    params = default_params()
+    params["models"][model].update(change)
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_params(params)

@@ -10,7 +10,7 @@ import torch
 
 from stages import models, training
 from stages.errors import UserError
-from stages.params import ModelSpec
+from stages.params import EarlyStopping, ModelSpec
 from stages.prepared import Scaling
 from tests.unit.seed_models import LINEAR, MLP, X_SEED, Y_SEED, least_squares_mse, train_on
 
@@ -153,6 +153,11 @@ def test_our_adam_is_bit_identical_to_torch_optim_adam(dtype):
     theirs = run(lambda params: torch.optim.Adam(params, lr=0.03))
     assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
     assert not torch.equal(ours[0], run(lambda params: training.Adam(params, lr=0.02))[0])
+    # with weight decay: torch.optim.AdamW's decoupled decay, bit for bit
+    decayed = run(lambda params: training.Adam(params, lr=0.03, weight_decay=0.1))
+    adamw = run(lambda params: torch.optim.AdamW(params, lr=0.03, weight_decay=0.1))
+    assert all(torch.equal(a, b) for a, b in zip(decayed, adamw, strict=True))
+    assert not torch.equal(decayed[0], ours[0])
 
 
 def test_adam_training_does_not_import_torch_dynamo():
@@ -205,3 +210,37 @@ def test_our_adam_counts_steps_per_parameter_like_torch():
 
     ours, theirs = run(lambda p: training.Adam(p, lr=0.1)), run(lambda p: torch.optim.Adam(p, lr=0.1))
     assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+
+
+def noisy_line(n: int = 60, seed: int = 4):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, size=(n, 1))
+    return X, 1.5 * X[:, 0] + rng.normal(scale=0.5, size=n)
+
+
+def test_early_stopping_keeps_the_weights_of_the_epoch_with_the_lowest_validation_loss():
+    X, y = noisy_line()
+    as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    spec = ModelSpec(name="m", kind="mlp", lr=0.05, epochs=400, hidden=(32,), early_stopping=EarlyStopping(0.25, 15))
+    torch.manual_seed(0)
+    model = models.build_model(models.architecture(spec, 1, "float32"))
+    validation = (as_tensor(X[:15]), as_tensor(y[:15]))
+    log = training.train_model(model, as_tensor(X[15:]), as_tensor(y[15:]), spec, 0, validation=validation)
+    assert len(log.losses) == len(log.validation_losses) < 400  # it stopped early
+    assert log.best_epoch == 1 + int(np.argmin(log.validation_losses))
+    assert len(log.losses) == log.best_epoch + 15
+    with torch.no_grad():
+        kept = float(torch.nn.functional.mse_loss(model(validation[0]), validation[1]))
+    assert kept == min(log.validation_losses)
+
+
+def test_early_stopping_with_patience_beyond_the_epochs_runs_them_all_and_keeps_the_best():
+    X, y = noisy_line()
+    spec = ModelSpec(name="m", kind="linear", lr=0.05, epochs=30, early_stopping=EarlyStopping(0.25, 30))
+    torch.manual_seed(0)
+    model = models.build_model(models.architecture(spec, 1, "float32"))
+    tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    log = training.train_model(
+        model, tensor(X[15:]), tensor(y[15:]), spec, 0, validation=(tensor(X[:15]), tensor(y[:15]))
+    )
+    assert len(log.losses) == 30 and log.best_epoch == 1 + int(np.argmin(log.validation_losses)) < 30
