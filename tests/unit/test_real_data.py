@@ -50,7 +50,7 @@ def test_an_early_stopped_mlp_chosen_by_validation_is_within_10_percent_of_linea
     candidates = []
     for weight_decay in (0.0, 1e-4, 1e-3, 1e-2, 1e-1):
         spec = ModelSpec(name="mlp", kind="mlp", hidden=(10,), activation="tanh", lr=0.01, epochs=1000,
-                         weight_decay=weight_decay, early_stopping=EarlyStopping(0.2, 50))  # fmt: skip
+                         weight_decay=weight_decay, early_stopping=EarlyStopping(0.2, 100))  # fmt: skip
         trained = fit_quietly(spec, split)
         metrics = score(split.y_train, split.y_test, trained.predictions, trained.card)[0]
         candidates.append((metrics["validation"]["mse"], metrics["test"]["mse"], weight_decay))
