@@ -176,7 +176,7 @@ def fit_model(
             X_valid = models.scaled_tensor(split.X_train[held_out[1]], split.scaling, dtype).to(device)
             validation = (X_valid, models.scaled_target(split.y_train[held_out[1]], split.scaling, dtype).to(device))
         else:
-            split = replace(split, X_train=None, y_train=None)  # drop the float64 copy; the tensor has the rows
+            split = fitting = replace(split, X_train=None, y_train=None)  # drop the float64 rows: the tensor has them
         history = training.train_model(model, X, y, spec, settings.seed, on_epoch, validation)
         if held_out is None:
             train_predictions = models.unscale_target(models.model_outputs(model, X), split.scaling)
