@@ -193,16 +193,18 @@ def _unclosed_quote_line(path: Path) -> int | None:
     return None
 
 
-def _where(path: Path, row: int) -> str:
-    line, _ = _locate_row(path, row)
+def _row_at(row: int, line: int) -> str:
     return f"row {row} (line {line})" if line else f"row {row}"
+
+
+def _where(path: Path, row: int) -> str:
+    return _row_at(row, _locate_row(path, row)[0])
 
 
 def _cell_as_written(path: Path, row: int, position: int, fallback: str) -> tuple[str, str]:
     """(where, the cell's text in the file) for data row `row`, column `position` of the header."""
     line, fields = _locate_row(path, row)
-    where = f"row {row} (line {line})" if line else f"row {row}"
-    return where, fields[position].strip() if position < len(fields) else fallback
+    return _row_at(row, line), fields[position].strip() if position < len(fields) else fallback
 
 
 # Scaling and least squares square the values (sums of squares over up to ~10^8 rows must stay finite):

@@ -12,7 +12,7 @@ from torch import nn
 
 from stages.errors import UserError
 from stages.io import check_regular_file
-from stages.params import ModelSpec
+from stages.params import DTYPES, MODEL_KINDS, ModelSpec
 from stages.prepared import Scaling
 
 MODEL_FORMAT = 1
@@ -199,7 +199,7 @@ SAVED_KEYS = ("architecture", "features", "target", "scaling", "state_dict")
 
 def _check_architecture(arch: dict) -> None:
     """Raise ValueError unless `arch` is one that architecture() writes."""
-    if arch.get("kind") not in ("linear", "mlp") or arch.get("dtype", "float32") not in ("float32", "float64"):
+    if arch.get("kind") not in MODEL_KINDS or arch.get("dtype", "float32") not in DTYPES:
         raise ValueError(f"unknown kind or dtype {arch.get('kind')!r}, {arch.get('dtype')!r}")
     if arch["kind"] == "mlp" and arch.get("activation") not in ACTIVATION_LAYERS:
         raise ValueError(f"unknown activation {arch.get('activation')!r}")

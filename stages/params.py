@@ -106,13 +106,14 @@ SEXAGESIMAL = re.compile(r"[-+]?[0-9]+(:[0-5]?[0-9])+(\.[0-9]*)?")
 
 def _yaml11_hint(value: Any, instead: str) -> str:
     """For a text value that YAML 1.1 would have read as a number or a boolean: how to write it."""
-    if isinstance(value, str) and SEXAGESIMAL.fullmatch(value.strip()):
-        sign, digits = (-1, value.strip()[1:]) if value.strip().startswith("-") else (1, value.strip().lstrip("+"))
+    text = value.strip() if isinstance(value, str) else None
+    if text is not None and SEXAGESIMAL.fullmatch(text):
         base_60 = 0.0
-        for part in digits.split(":"):
+        for part in text.lstrip("+-").split(":"):
             base_60 = base_60 * 60 + float(part)
+        sign = -1 if text.startswith("-") else 1
         return f"; YAML 1.1 read {value} as {sign * base_60:g} (base 60), YAML 1.2 (DVC's) as text: write {instead}"
-    if isinstance(value, str) and value.strip().lower() in YAML11_BOOLEANS:
+    if text is not None and text.lower() in YAML11_BOOLEANS:
         return f"; YAML 1.1 read {value} as a boolean, YAML 1.2 (DVC's) as text: write {instead}"
     return ""
 

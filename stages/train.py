@@ -67,10 +67,14 @@ def loss_csv(losses: list[float], validation_losses: list[float] | None = None, 
     epochs = [*range(1, len(losses) + 1, stride)]
     if epochs[-1] != len(losses):
         epochs.append(len(losses))
-    if validation_losses is None:
-        return "epoch,loss\n" + "".join(f"{epoch},{losses[epoch - 1]!r}\n" for epoch in epochs)
-    rows = (f"{epoch},{losses[epoch - 1]!r},{validation_losses[epoch - 1]!r}\n" for epoch in epochs)
-    return "epoch,loss,validation_loss\n" + "".join(rows)
+    series, header = [losses], "epoch,loss"
+    if validation_losses is not None:
+        series, header = [losses, validation_losses], "epoch,loss,validation_loss"
+    return (
+        header
+        + "\n"
+        + "".join(",".join([str(epoch), *(repr(s[epoch - 1]) for s in series)]) + "\n" for epoch in epochs)
+    )
 
 
 LOGGED_WEIGHTS = 20  # a wide linear model logs its first weights; all of them are in models/<name>.json
