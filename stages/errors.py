@@ -7,11 +7,15 @@ import os
 import re
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 DEBUG_ENV = "STAGES_DEBUG"
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+WATCH_SECONDS = 0.5  # how often a stage started by a shell checks that dvc still runs
 
 
 class UserError(Exception):
@@ -69,10 +73,41 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+SHELLS = {"sh", "dash", "bash", "zsh", "ksh", "mksh", "fish", "busybox"}
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent of process `pid` (Linux /proc), or None when it cannot be read (gone, or not Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])  # the fields after "(comm)": state, ppid, ...
+
+
+def _shell_running_us(pid: int) -> bool:
+    """Whether process `pid` is a shell running one command line (`sh -c ...`), as DVC starts a stage."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return Path(os.fsdecode(command[0])).name in SHELLS and b"-c" in command[1:]
+
+
+def _watch_shell(shell: int, starter: int | None) -> None:
+    """Send this process SIGTERM once `shell` no longer has `starter` as its parent: the starter died."""
+    while _parent_of(shell) == starter:
+        time.sleep(WATCH_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def stop_with_parent() -> None:
-    """End this stage as Ctrl-C does (temporary files removed, exit 130) on SIGTERM, and have Linux send it
-    SIGTERM when the process that started it dies: a `dvc repro` that is killed leaves no stage training on
-    as an orphan. (DVC's shell execs the stage command, so that process is dvc itself.)"""
+    """End this stage as Ctrl-C does (temporary files removed, exit 130) on SIGTERM, and send it SIGTERM
+    when the process that started it dies: a `dvc repro` that is killed leaves no stage training on as an
+    orphan. DVC runs a stage's command with $SHELL -c (or /bin/sh -c): bash execs the command, so the stage's
+    parent is dvc and Linux's PR_SET_PDEATHSIG does it; dash (Debian's /bin/sh) does not exec, so the parent
+    is the shell, which outlives dvc: then a thread watches the shell and stops the stage when its parent,
+    dvc, is gone."""
     signal.signal(signal.SIGTERM, _interrupt)
     parent = os.getppid()
     try:
@@ -84,6 +119,10 @@ def stop_with_parent() -> None:
         return
     if os.getppid() != parent:  # the parent died before the call took effect
         raise KeyboardInterrupt
+    if _shell_running_us(parent):
+        starter = _parent_of(parent)
+        if starter not in (None, 0, 1):  # a shell without a live starter: nothing to watch
+            threading.Thread(target=_watch_shell, args=(parent, starter), name="watch-dvc", daemon=True).start()
 
 
 def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> int:

@@ -180,14 +180,28 @@ def stage_processes(repo: Path) -> list[int]:
     return found
 
 
-def test_a_stage_does_not_train_on_when_dvc_itself_is_killed(good_repo, tmp_path):
+# DVC runs a stage as `$SHELL -c cmd`, or `/bin/sh -c cmd` where SHELL is unset (as in many CI jobs). bash
+# execs the command, so the stage's parent is dvc; dash (Debian's /bin/sh) does not, so it is the shell.
+SHELLS = [shell for shell in ("/bin/bash", "/bin/dash") if Path(shell).exists()]
+
+
+def parent_pid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_stage_does_not_train_on_when_dvc_itself_is_killed(good_repo, tmp_path, shell):
     repo, good = good_repo
     set_param(repo, "models.mlp.epochs", 10_000_000)
     log = tmp_path / "repro.log"
+    env = {**stage_env(), "SHELL": shell}
     with log.open("w") as handle:
-        process = subprocess.Popen(["dvc", "repro"], cwd=repo, env=stage_env(), stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env, stdout=handle, stderr=subprocess.STDOUT)
     wait_for(log, "train@mlp: epoch 1/10000000", process)
     assert stage_processes(repo), "no training stage found running"
+    parents = {parent_pid(pid) for pid in stage_processes(repo)}
+    assert (parents == {process.pid}) == (Path(shell).name == "bash")  # with dash, the parent is the shell
     process.kill()  # dvc alone, not its process group: as when its terminal or CI job dies
     process.wait(timeout=30)
     deadline = time.monotonic() + 10
