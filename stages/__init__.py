@@ -11,7 +11,14 @@ os.environ["MKL_CBWR"] = "COMPATIBLE"
 
 # Stage commands say `python`: run outside the project's environment, that is another interpreter, and
 # the first import would fail with a traceback. Say which interpreter and what to do instead.
-_NEEDED = {"numpy": "numpy", "pandas": "pandas", "ruamel": "ruamel.yaml", "torch": "torch", "matplotlib": "matplotlib"}
+_NEEDED = {
+    "numpy": "numpy",
+    "pandas": "pandas",
+    "pyarrow": "pyarrow",
+    "ruamel": "ruamel.yaml",
+    "torch": "torch",
+    "matplotlib": "matplotlib",
+}
 _missing = [package for module, package in _NEEDED.items() if importlib.util.find_spec(module) is None]
 if _missing:
     sys.stderr.write(

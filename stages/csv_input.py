@@ -282,13 +282,17 @@ def read_table(path: str | Path, features: tuple[str, ...], target: str) -> Tabl
     names = [*features, target]
     values = read_columns(path, names)
     for name, column in zip(names, values.T, strict=True):
-        low, high = float(column.min()), float(column.max())
-        if 0 < high - low < SMALLEST_SPREAD:
-            raise UserError(
-                f"{path}: column {name!r} only varies from {low:g} to {high:g}: differences below "
-                f"{SMALLEST_SPREAD:g} vanish when squared; rescale the column, e.g. multiply it by a power of ten"
-            )
+        check_spread(path, name, float(column.min()), float(column.max()))
     return Table(features=tuple(features), target=target, X=values[:, :-1], y=values[:, -1])
+
+
+def check_spread(path: str | Path, name: str, low: float, high: float) -> None:
+    """Refuse a column whose values differ, but by so little that the differences vanish when squared."""
+    if 0 < high - low < SMALLEST_SPREAD:
+        raise UserError(
+            f"{path}: column {name!r} only varies from {low:g} to {high:g}: differences below "
+            f"{SMALLEST_SPREAD:g} vanish when squared; rescale the column, e.g. multiply it by a power of ten"
+        )
 
 
 def read_header(path: str | Path, named_by: str = "data.path in params.yaml") -> list[str]:
@@ -296,6 +300,13 @@ def read_header(path: str | Path, named_by: str = "data.path in params.yaml") ->
     path = Path(path)
     _check_is_text(path, named_by)
     return _read_header(path)
+
+
+def check_header(path: str | Path, wanted: list[str]) -> list[str]:
+    """read_header, then check the wanted columns are there, once each; the header."""
+    header = read_header(path)
+    _check_columns(Path(path), header, wanted)
+    return header
 
 
 def read_columns(path: str | Path, wanted: list[str], header: list[str] | None = None) -> np.ndarray:
@@ -353,6 +364,53 @@ def read_columns(path: str | Path, wanted: list[str], header: list[str] | None =
     for j, name in enumerate(wanted):
         values[:, j] = _numeric_column(path, frame, name, header)
     return values
+
+
+class FastParseRefused(Exception):
+    """pyarrow's reader met something only the checked pandas path can judge and name (an empty cell, a
+    word, a row with another number of fields, a blank line of spaces, a value out of range): read the
+    file again with read_columns, which gives the message, or the right values where pandas reads the file
+    differently."""
+
+
+STREAM_BLOCK_BYTES = 16 << 20  # pyarrow parses the file in blocks of this size, in parallel
+
+
+def stream_columns(path: str | Path, wanted: list[str]) -> Iterator[np.ndarray]:
+    """The wanted columns of a CSV as float64 row-major (rows, columns) blocks, in file order, parsed by
+    pyarrow's multi-threaded streaming reader (only those columns converted), so memory does not grow with
+    the file. Raises FastParseRefused at the first cell that is not a plain finite number within
+    ±LARGEST_VALUE, and at anything the reader itself refuses. Call read_header first (it checks the file
+    is UTF-8 text with those columns)."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    try:
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=STREAM_BLOCK_BYTES, use_threads=True),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(wanted, pa.float64()),
+                include_columns=wanted,
+                null_values=[""],
+                quoted_strings_can_be_null=True,
+            ),
+        )
+        with reader:
+            for batch in reader:
+                if batch.schema.names != wanted:
+                    raise FastParseRefused(f"columns {batch.schema.names}")
+                block = np.empty((batch.num_rows, len(wanted)), dtype=np.float64)
+                for j, column in enumerate(batch.columns):
+                    if column.null_count:
+                        raise FastParseRefused("an empty cell")
+                    block[:, j] = column.to_numpy()
+                if not (np.abs(block) <= LARGEST_VALUE).all():  # NaN and infinities fail it too
+                    raise FastParseRefused("a value out of range")
+                yield block
+    except (pa.ArrowException, OSError) as err:
+        raise FastParseRefused(str(err)) from None
 
 
 def _no_line_has_extra_fields(path: Path, n_fields: int) -> bool:

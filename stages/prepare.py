@@ -9,49 +9,163 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.csv_input import read_table
+from stages.csv_input import FastParseRefused, check_header, check_spread, read_table, stream_columns
 from stages.errors import UserError, run_stage
 from stages.io import atomic_dir
 from stages.params import DataParams, load_params
 from stages.paths import PREPARED_DIR
-from stages.prepared import Scaling, SplitPlan, seeded_split, write_split
+from stages.prepared import (
+    SPLIT_GROUP_ROWS,
+    Moments,
+    Scaling,
+    SplitPlan,
+    SplitWriter,
+    held_out_in_group,
+    seeded_split,
+    write_meta,
+    write_split,
+)
 
 MIN_TRAIN_ROWS = 2
 
 
-def split_rows(n_rows: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of the train and test splits, each in file order; test has ceil(test_size * n_rows) rows."""
-    train_rows, test_rows = seeded_split(n_rows, test_size, seed)
-    if len(train_rows) < MIN_TRAIN_ROWS:
+def check_training_rows(n_rows: int, test_size: float, n_train: int) -> None:
+    if n_train < MIN_TRAIN_ROWS:
         raise UserError(
-            f"data: {n_rows} rows with data.test_size {test_size} leave {len(train_rows)} training rows; "
+            f"data: {n_rows} rows with data.test_size {test_size} leave {n_train} training rows; "
             f"training needs at least {MIN_TRAIN_ROWS}: lower data.test_size or add rows"
         )
+
+
+def split_rows(
+    n_rows: int, test_size: float, seed: int, group_rows: int = SPLIT_GROUP_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the train and test splits, each in file order; test has ceil(test_size * n_rows) rows."""
+    train_rows, test_rows = seeded_split(n_rows, test_size, seed, group_rows)
+    check_training_rows(n_rows, test_size, len(train_rows))
     return train_rows, test_rows
 
 
-def fit_scaling(X: np.ndarray, y: np.ndarray, rows: np.ndarray, names: tuple[str, ...]) -> Scaling:
-    """Mean and population std of each column of X and of y over the given rows; `names` are X's columns
-    then y's. A constant column is an error."""
-    columns = [*(X[rows, j] for j in range(X.shape[1])), y[rows]]
-    means, stds = [], []
-    for name, values in zip(names, columns, strict=True):
-        std = float(values.std())
-        if not std > 0:
-            raise UserError(
-                f"data: column {name!r} is constant ({values[0]:g}) on the training split, so it cannot be scaled; "
-                "set data.standardize: false or drop the column from data.features"
-            )
-        means.append(float(values.mean()))
-        stds.append(std)
-    return Scaling(tuple(means[:-1]), tuple(stds[:-1]), means[-1], stds[-1])
+class ScalingFit:
+    """The training split's mean and population std of every column (features, then the target), taken
+    group by group of the table's rows (SPLIT_GROUP_ROWS) and merged, so that the streaming and the
+    in-memory prepare agree to the last bit; one group gives numpy's mean() and std() exactly."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.moments: list[Moments] | None = None
+        self.first: np.ndarray | None = None  # the first training row, for the message about a constant column
+
+    def add(self, rows: np.ndarray) -> None:
+        """Add a group's training rows, (rows, columns) with the target last."""
+        if not len(rows):
+            return
+        group = [Moments(np.ascontiguousarray(rows[:, j])) for j in range(rows.shape[1])]
+        if self.moments is None:
+            self.moments, self.first = group, rows[0].copy()
+            return
+        for total, part in zip(self.moments, group, strict=True):
+            total.merge(part)
+
+    def scaling(self) -> Scaling:
+        """The Scaling; a constant column is an error."""
+        for name, part, first in zip(self.names, self.moments, self.first, strict=True):
+            if not part.std > 0:
+                raise UserError(
+                    f"data: column {name!r} is constant ({first:g}) on the training split, so it cannot be scaled; "
+                    "set data.standardize: false or drop the column from data.features"
+                )
+        means, stds = [part.mean for part in self.moments], [part.std for part in self.moments]
+        return Scaling(tuple(means[:-1]), tuple(stds[:-1]), means[-1], stds[-1])
 
 
-def plan_split(X: np.ndarray, y: np.ndarray, data: DataParams) -> SplitPlan:
+def fit_scaling(
+    X: np.ndarray, y: np.ndarray, rows: np.ndarray, names: tuple[str, ...], group_rows: int = SPLIT_GROUP_ROWS
+) -> Scaling:
+    """Mean and population std of each column of X and of y over the given rows (sorted); `names` are X's
+    columns then y's. A constant column is an error."""
+    fit = ScalingFit(names)
+    for start in range(0, len(y), group_rows):
+        group = rows[np.searchsorted(rows, start) : np.searchsorted(rows, start + group_rows)]
+        fit.add(np.column_stack([X[group], y[group]]))
+    return fit.scaling()
+
+
+def plan_split(X: np.ndarray, y: np.ndarray, data: DataParams, group_rows: int = SPLIT_GROUP_ROWS) -> SplitPlan:
     """The seeded train/test assignment of the rows and, with data.standardize, the training scaling."""
-    train_rows, test_rows = split_rows(len(y), data.test_size, data.split_seed)
-    scaling = fit_scaling(X, y, train_rows, (*data.features, data.target)) if data.standardize else None
+    train_rows, test_rows = split_rows(len(y), data.test_size, data.split_seed, group_rows)
+    names = (*data.features, data.target)
+    scaling = fit_scaling(X, y, train_rows, names, group_rows) if data.standardize else None
     return SplitPlan(train_rows, test_rows, scaling)
+
+
+class _GroupBuffer:
+    """Rows gathered from the parser's blocks into groups of SPLIT_GROUP_ROWS, the unit of the split."""
+
+    def __init__(self, n_columns: int, group_rows: int) -> None:
+        self.rows = np.empty((group_rows, n_columns), dtype=np.float64)
+        self.filled = 0
+
+    def fill(self, block: np.ndarray) -> np.ndarray:
+        """Copy in as much of `block` as fits; return the rest."""
+        take = min(len(block), len(self.rows) - self.filled)
+        self.rows[self.filled : self.filled + take] = block[:take]
+        self.filled += take
+        return block[take:]
+
+    @property
+    def full(self) -> bool:
+        return self.filled == len(self.rows)
+
+
+def stream_split(data: DataParams, folder: Path, group_rows: int = SPLIT_GROUP_ROWS) -> tuple[int, int]:
+    """prepare for a table of any length: parse the CSV with pyarrow block by block, assign each group of
+    rows to the splits as it completes (the same rows as plan_split), and append them to the split files,
+    so memory holds one group, never the table. Writes what write_split would, byte for byte. Returns
+    (train rows, test rows). Raises FastParseRefused where the checked path must read the file instead:
+    any problem in a cell, and every condition plan_split or read_table would refuse (they name it)."""
+    names = [*data.features, data.target]
+    n_features = len(data.features)
+    writer = SplitWriter(folder, n_features)
+    buffer = _GroupBuffer(len(names), group_rows)
+    low = np.full(len(names), np.inf)
+    high = np.full(len(names), -np.inf)
+    fit = ScalingFit((*data.features, data.target)) if data.standardize else None
+    group = n_train = n_test = 0
+
+    def split_group() -> None:
+        nonlocal group, n_train, n_test
+        rows = buffer.rows[: buffer.filled]
+        held = np.zeros(len(rows), dtype=bool)
+        held[held_out_in_group(group, len(rows), data.test_size, data.split_seed, group_rows)] = True
+        train, test = rows[~held], rows[held]
+        writer.append("train", train[:, :n_features], train[:, n_features])
+        writer.append("test", test[:, :n_features], test[:, n_features])
+        if fit is not None:
+            fit.add(train)
+        n_train += len(train)
+        n_test += len(test)
+        group += 1
+        buffer.filled = 0
+
+    for block in stream_columns(data.path, names):
+        np.minimum(low, block.min(axis=0, initial=np.inf), out=low)
+        np.maximum(high, block.max(axis=0, initial=-np.inf), out=high)
+        while len(block):
+            block = buffer.fill(block)
+            if buffer.full:
+                split_group()
+    if buffer.filled or group == 0:
+        split_group()
+    writer.close()
+    if n_train + n_test == 0:
+        raise FastParseRefused("no data rows")  # read_table says so
+    for name, column_low, column_high in zip(names, low, high, strict=True):
+        check_spread(data.path, name, float(column_low), float(column_high))
+    check_training_rows(n_train + n_test, data.test_size, n_train)
+    scaling = fit.scaling() if fit is not None else None
+    write_meta(folder, data.features, data.target, n_train, n_test, scaling)
+    return n_train, n_test
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,13 +181,22 @@ def main(argv: list[str] | None = None) -> None:
             "a colleague) will not find the file; copy it into data/ (and `dvc add` it if it is large)",
             file=sys.stderr,
         )
-    table = read_table(data.path, data.features, data.target)
-    plan = plan_split(table.X, table.y, data)
-    with atomic_dir(args.out) as folder:
-        write_split(folder, table.X, table.y, table.features, table.target, plan)
+    check_header(data.path, [*data.features, data.target])  # not a text file, a missing column: said first
+    try:
+        with atomic_dir(args.out) as folder:
+            n_train, n_test = stream_split(data, folder)
+        n_rows = n_train + n_test
+    except FastParseRefused:
+        # The checked path: pandas, every cell judged and the first problem named (or, where pandas reads
+        # what pyarrow refused, such as spaces before numbers, the same split from its values).
+        table = read_table(data.path, data.features, data.target)
+        plan = plan_split(table.X, table.y, data)
+        with atomic_dir(args.out) as folder:
+            write_split(folder, table.X, table.y, table.features, table.target, plan)
+        n_rows, n_train, n_test = len(table.y), len(plan.train_rows), len(plan.test_rows)
     print(
-        f"prepare: {data.path}: {len(table.y)} rows, {len(table.features)} feature(s) -> "
-        f"{len(plan.train_rows)} train / {len(plan.test_rows)} test rows in {args.out}"
+        f"prepare: {data.path}: {n_rows} rows, {len(data.features)} feature(s) -> "
+        f"{n_train} train / {n_test} test rows in {args.out}"
     )
 
 

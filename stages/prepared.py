@@ -6,6 +6,7 @@ import this module and must start fast.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -58,13 +59,64 @@ class Split:
     scaling: Scaling | None
 
 
-def seeded_split(n_rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held out): row indices, each in order; ceil(fraction * n_rows) rows held out at random, seeded.
-    prepare holds out the test split this way; train the validation rows of early stopping, from the
-    training split (evaluate finds them again from the same fraction and seed)."""
-    n_held = math.ceil(fraction * n_rows) if fraction > 0 else 0
-    order = np.random.default_rng(seed).permutation(n_rows)
-    return np.sort(order[n_held:]), np.sort(order[:n_held])
+# Rows are assigned to the splits in groups of this many consecutive rows, each group drawing its own
+# seeded random sample, so that `prepare` can split a table as it streams by, holding one group at a time.
+# A table of at most this many rows is one group: a plain seeded permutation of its rows.
+SPLIT_GROUP_ROWS = 1 << 20
+
+
+def held_out_count(fraction: float, n_rows: int) -> int:
+    """How many of n_rows rows a split holds out: ceil(fraction * n_rows)."""
+    return math.ceil(fraction * n_rows) if fraction > 0 else 0
+
+
+def held_out_in_group(
+    group: int, size: int, fraction: float, seed: int, group_rows: int = SPLIT_GROUP_ROWS
+) -> np.ndarray:
+    """Positions (sorted, 0-based within the group) of the held-out rows of group `group`, which holds the
+    table's rows group * group_rows onwards, `size` of them (group_rows, or fewer for the last). The groups'
+    counts add up to held_out_count(fraction, n_rows) for the whole table, whatever its length."""
+    start = group * group_rows
+    n_held = min(size, held_out_count(fraction, start + size) - held_out_count(fraction, start))
+    rng = np.random.default_rng(seed if group == 0 else [seed, group])
+    return np.sort(rng.permutation(size)[:n_held])
+
+
+def seeded_split(
+    n_rows: int, fraction: float, seed: int, group_rows: int = SPLIT_GROUP_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out): row indices, each in order; ceil(fraction * n_rows) rows held out at random, seeded,
+    group by group (see SPLIT_GROUP_ROWS). prepare holds out the test split this way; train the validation
+    rows of early stopping, from the training split (evaluate finds them again from the same fraction and
+    seed)."""
+    held = np.zeros(n_rows, dtype=bool)
+    for group, start in enumerate(range(0, n_rows, group_rows)):
+        size = min(group_rows, n_rows - start)
+        held[start + held_out_in_group(group, size, fraction, seed, group_rows)] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+class Moments:
+    """Count, mean and population variance of a column, merged group by group (Chan et al.); one group
+    gives exactly numpy's mean() and var() of it."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.count, self.mean, self.var = len(values), float(values.mean()), float(values.var())
+
+    def merge(self, other: Moments) -> None:
+        if other.count == 0:
+            return
+        if self.count == 0:
+            self.count, self.mean, self.var = other.count, other.mean, other.var
+            return
+        count = self.count + other.count
+        delta = other.mean - self.mean
+        m2 = self.var * self.count + other.var * other.count + delta * delta * self.count * other.count / count
+        self.count, self.mean, self.var = count, self.mean + delta * other.count / count, m2 / count
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.var)
 
 
 def sample_rows(n_rows: int, limit: int, seed: int = 0) -> np.ndarray:
@@ -97,12 +149,69 @@ def write_split(
         for prefix, values in (("X", X), ("y", y)):
             with (folder / f"{prefix}_{name}.npy").open("wb") as handle:
                 np.save(handle, _take_rows(values, rows))
+    write_meta(folder, features, target, len(plan.train_rows), len(plan.test_rows), plan.scaling)
+
+
+class NpyAppender:
+    """A float64 .npy file written block by block as rows arrive, byte for byte what np.save writes for the
+    whole array: the header, which holds the row count, is reserved first and filled in by close()."""
+
+    RESERVE_ROWS = 10**15  # a header for this many rows is as long as any real one (numpy pads it to 64 bytes)
+
+    def __init__(self, path: Path, n_columns: int | None) -> None:
+        self.path, self.n_columns, self.rows = path, n_columns, 0
+        self.handle = path.open("wb")
+        self.reserved = len(self._header(self.RESERVE_ROWS))
+        self.handle.write(b"\0" * self.reserved)
+
+    def _header(self, rows: int) -> bytes:
+        shape = (rows,) if self.n_columns is None else (rows, self.n_columns)
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": shape})
+        return buffer.getvalue()
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype="<f8")
+        if block.size:
+            self.handle.write(memoryview(block).cast("B"))
+        self.rows += len(block)
+
+    def close(self) -> None:
+        header = self._header(self.rows)
+        if len(header) != self.reserved:  # cannot happen below 10^15 rows; say so rather than write a bad file
+            raise ValueError(f"{self.path}: .npy header of {len(header)} bytes, {self.reserved} reserved")
+        self.handle.seek(0)
+        self.handle.write(header)
+        self.handle.close()
+
+
+class SplitWriter:
+    """The four split arrays of a prepared folder, appended to group by group."""
+
+    def __init__(self, folder: Path, n_features: int) -> None:
+        self.files = {
+            name: NpyAppender(folder / f"{name}.npy", n_features if name.startswith("X") else None)
+            for name in SPLIT_ARRAYS
+        }
+
+    def append(self, split: str, X: np.ndarray, y: np.ndarray) -> None:
+        self.files[f"X_{split}"].append(X)
+        self.files[f"y_{split}"].append(y)
+
+    def close(self) -> None:
+        for appender in self.files.values():
+            appender.close()
+
+
+def write_meta(
+    folder: Path, features: tuple[str, ...], target: str, n_train: int, n_test: int, scaling: Scaling | None
+) -> None:
     meta = {
         "features": list(features),
         "target": target,
-        "n_train": int(len(plan.train_rows)),
-        "n_test": int(len(plan.test_rows)),
-        "scaling": plan.scaling.to_dict() if plan.scaling else None,
+        "n_train": int(n_train),
+        "n_test": int(n_test),
+        "scaling": scaling.to_dict() if scaling else None,
     }
     text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"
     (folder / "meta.json").write_text(text, encoding="utf-8")

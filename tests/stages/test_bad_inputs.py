@@ -98,7 +98,7 @@ def test_a_stage_run_by_an_interpreter_without_the_packages_says_so(good_run, st
     )
     assert result.returncode == 2
     assert result.stderr == (
-        f"error: {sys.executable} has no numpy, pandas, ruamel.yaml, torch, matplotlib: this is not "
+        f"error: {sys.executable} has no numpy, pandas, pyarrow, ruamel.yaml, torch, matplotlib: this is not "
         "the project's environment; run `make repro`, or `source .venv/bin/activate` first "
         "(after `make venv`)\n"
     )
