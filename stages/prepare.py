@@ -103,7 +103,7 @@ class _GroupBuffer:
     """Rows gathered from the parser's blocks into groups of SPLIT_GROUP_ROWS, the unit of the split."""
 
     def __init__(self, n_columns: int, group_rows: int) -> None:
-        self.rows = np.empty((group_rows, n_columns), dtype=np.float64)
+        self.rows = np.empty((group_rows, n_columns), dtype=np.float64, order="F")  # as the parser's blocks
         self.filled = 0
 
     def fill(self, block: np.ndarray) -> np.ndarray:

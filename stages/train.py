@@ -252,12 +252,15 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch  # after the cheap checks: importing torch takes seconds
 
-    from stages.training import resolve_device
+    from stages.training import choose_device
 
     # One intra-op thread: the models are small, more threads only spin against each other (and against
     # numpy's BLAS pool), and a fixed count keeps results identical from one machine to the next.
     torch.set_num_threads(1)
-    device = resolve_device(params.train.device, params.source)
+    n_features = split.X_train.shape[1]
+    device, why = choose_device(params.train.device, spec, n_features, len(split.y_train), params.source)
+    if why:
+        print(f"train@{spec.name}: {why}")
     log = EpochLog(spec, params.train.log_every)
     trained = fit_model(spec, params.train, split, device, say=lambda line: print(line, flush=True), on_epoch=log)
     log.close()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +245,83 @@ def test_early_stopping_with_patience_beyond_the_epochs_runs_them_all_and_keeps_
         model, tensor(X[15:]), tensor(y[15:]), spec, 0, validation=(tensor(X[:15]), tensor(y[:15]))
     )
     assert len(log.losses) == 30 and log.best_epoch == 1 + int(np.argmin(log.validation_losses)) < 30
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        {"kind": "linear", "n_features": 3, "solver": "adam"},
+        {"kind": "mlp", "n_features": 3, "hidden": [7], "activation": "tanh"},
+        {"kind": "mlp", "n_features": 3, "hidden": [6, 5], "activation": "relu"},
+        {"kind": "mlp", "n_features": 3, "hidden": [4], "activation": "sigmoid"},
+        {"kind": "mlp", "n_features": 3, "hidden": [], "activation": "tanh"},
+    ],
+    ids=lambda arch: f"{arch['kind']}-{arch.get('hidden')}-{arch.get('activation')}",
+)
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_the_minibatch_trainer_follows_autograd_and_torch_adamw(arch, weight_decay):
+    """The written-out backward pass and flat Adam take the steps autograd and torch.optim.AdamW take, up to
+    float64 rounding, on the parameters the model holds (and saves) afterwards."""
+
+    def run(step_with):
+        torch.manual_seed(5)
+        model = models.build_model({**arch, "dtype": "float64"})
+        generator = torch.Generator().manual_seed(3)
+        X, y = (
+            torch.randn(60, 3, generator=generator, dtype=torch.float64),
+            torch.randn(60, generator=generator, dtype=torch.float64),
+        )
+        losses = [
+            float(step_with(model, X[rows], y[rows]))
+            for step in range(200)
+            for rows in [slice(step % 6 * 10, step % 6 * 10 + 10)]
+        ]
+        return model, losses
+
+    trainer: training.MinibatchTrainer | None = None
+
+    def ours(model, X, y):
+        nonlocal trainer
+        if trainer is None or trainer.model is not model:
+            trainer = training.MinibatchTrainer(model, 0.03, weight_decay)
+        return trainer.step(X, y) / len(y)
+
+    optimizer = None
+
+    def theirs(model, X, y):
+        nonlocal optimizer
+        if optimizer is None:
+            optimizer = torch.optim.AdamW(model.parameters(), lr=0.03, weight_decay=weight_decay)
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(X), y)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    model, our_losses = run(ours)
+    trainer.release()
+    reference, their_losses = run(theirs)
+    assert np.allclose(our_losses, their_losses, rtol=1e-9, atol=1e-12)
+    for mine, expected in zip(model.state_dict().values(), reference.state_dict().values(), strict=True):
+        assert torch.allclose(mine, expected, rtol=1e-9, atol=1e-12)
+        assert mine.untyped_storage().nbytes() == mine.numel() * mine.element_size()  # its own storage again
+
+
+def test_auto_keeps_a_model_whose_steps_are_too_small_for_a_gpu_on_the_cpu():
+    """The rule train.device: auto follows when a GPU is there: the two MLPs measured on an H200 (issue 14)
+    fall on the sides the measurements put them."""
+    small = ModelSpec(name="mlp", kind="mlp", hidden=(10,), activation="tanh", lr=0.01, epochs=5, batch_size=1024)
+    large = ModelSpec(name="big", kind="mlp", hidden=(256, 256), activation="relu", lr=0.01, epochs=5, batch_size=8192)
+    assert training.step_work(small, 8, 8_000_000) == 1024 * (8 * 10 + 10)
+    assert training.step_work(large, 8, 8_000_000) == 8192 * (8 * 256 + 256 * 256 + 256)
+    work = training.step_work
+    assert work(small, 8, 8_000_000) < training.GPU_MIN_STEP_WORK < work(large, 8, 8_000_000)
+    # full batch: the whole table is one step
+    assert training.step_work(replace(small, batch_size=0), 8, 10_000_000) > training.GPU_MIN_STEP_WORK
+    device, why = training.choose_device("auto", small, 8, 8_000_000)
+    if torch.cuda.is_available():
+        assert device.type == "cpu" and "faster there than on a GPU" in why
+        assert training.choose_device("auto", large, 8, 8_000_000)[0].type == "cuda"
+        assert training.choose_device("cuda", small, 8, 8_000_000)[0].type == "cuda"
+    else:
+        assert device.type == "cpu" and why is None
