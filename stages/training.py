@@ -19,6 +19,8 @@ from stages.prepared import Scaling
 DIVERGED_GROWTH = 10.0
 # Rows per block of the streaming QR: memory independent of the row count.
 QR_BLOCK_ROWS = 65536
+# Minibatch training gathers the rows of this many batches at once.
+GATHER_BATCHES = 64
 
 
 def resolve_device(choice: str, source: str = "params.yaml") -> torch.device:
@@ -433,9 +435,13 @@ def fit(
         try:
             for epoch in range(1, spec.epochs + 1):
                 total = torch.zeros((), dtype=X.dtype, device=X.device)
-                for rows in minibatches(n_rows, batch, shuffle, X.device):
-                    # index_select, not X[rows]: the same rows, about 3x faster for a batch of random rows
-                    total += trainer.step(X.index_select(0, rows), y.index_select(0, rows))
+                # The rows of GATHER_BATCHES batches at a time (index_select, not X[rows]: about 3x faster for
+                # random rows), then each batch a slice of them: the same batches as one gather each, fewer
+                # operations and cache misses
+                for rows in minibatches(n_rows, batch * GATHER_BATCHES, shuffle, X.device):
+                    X_rows, y_rows = X.index_select(0, rows), y.index_select(0, rows)
+                    for start in range(0, len(rows), batch):
+                        total += trainer.step(X_rows[start : start + batch], y_rows[start : start + batch])
                 value = (total / n_rows).item()
                 _check_finite(spec, value, f"in epoch {epoch}")
                 if _end_epoch(epoch, value, losses, on_epoch, stopper):
