@@ -13,7 +13,7 @@ from torch import nn
 from stages.errors import UserError
 from stages.io import check_regular_file
 from stages.params import DTYPES, MODEL_KINDS, ModelSpec
-from stages.prepared import Scaling
+from stages.prepared import Scaling, release
 
 MODEL_FORMAT = 1
 # Rows per block wherever a whole-table temporary would double the memory (scaling, prediction).
@@ -77,6 +77,7 @@ def scaled_tensor(X: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) ->
     out = torch.empty(X.shape, dtype=dtype)
     for start in range(0, len(X), BLOCK_ROWS):
         block = np.array(X[start : start + BLOCK_ROWS], dtype=np.float64)  # writable, unlike a mapped file
+        release(X[start : start + BLOCK_ROWS])
         if scaling is not None:
             block = (block - np.asarray(scaling.x_mean)) / np.asarray(scaling.x_std)
         out[start : start + BLOCK_ROWS] = torch.from_numpy(block)
@@ -95,10 +96,15 @@ def lost_columns(values: torch.Tensor, original: np.ndarray) -> list[int]:
 
 
 def scaled_target(y: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) -> torch.Tensor:
-    y = np.asarray(y, dtype=np.float64)
-    if scaling is not None:
-        y = (y - scaling.y_mean) / scaling.y_std
-    return torch.tensor(y, dtype=dtype)
+    """The target as a new tensor of `dtype`, scaled in float64 block by block."""
+    out = torch.empty(len(y), dtype=dtype)
+    for start in range(0, len(y), BLOCK_ROWS):
+        block = np.array(y[start : start + BLOCK_ROWS], dtype=np.float64)
+        release(y[start : start + BLOCK_ROWS])
+        if scaling is not None:
+            block = (block - scaling.y_mean) / scaling.y_std
+        out[start : start + BLOCK_ROWS] = torch.from_numpy(block)
+    return out
 
 
 def predict(model: nn.Module, X: np.ndarray, scaling: Scaling | None) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +57,13 @@ class ScalingFit:
         self.moments: list[Moments] | None = None
         self.first: np.ndarray | None = None  # the first training row, for the message about a constant column
 
-    def add(self, rows: np.ndarray) -> None:
-        """Add a group's training rows, (rows, columns) with the target last."""
-        if not len(rows):
+    def add(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Add a group's training rows: features (rows, columns) and target (rows,)."""
+        if not len(y):
             return
-        group = [Moments(np.ascontiguousarray(rows[:, j])) for j in range(rows.shape[1])]
+        group = [*(Moments(np.ascontiguousarray(X[:, j])) for j in range(X.shape[1])), Moments(y)]
         if self.moments is None:
-            self.moments, self.first = group, rows[0].copy()
+            self.moments, self.first = group, np.append(X[0], y[0])
             return
         for total, part in zip(self.moments, group, strict=True):
             total.merge(part)
@@ -87,7 +88,7 @@ def fit_scaling(
     fit = ScalingFit(names)
     for start in range(0, len(y), group_rows):
         group = rows[np.searchsorted(rows, start) : np.searchsorted(rows, start + group_rows)]
-        fit.add(np.column_stack([X[group], y[group]]))
+        fit.add(X[group], y[group])
     return fit.scaling()
 
 
@@ -100,22 +101,25 @@ def plan_split(X: np.ndarray, y: np.ndarray, data: DataParams, group_rows: int =
 
 
 class _GroupBuffer:
-    """Rows gathered from the parser's blocks into groups of SPLIT_GROUP_ROWS, the unit of the split."""
+    """Rows gathered from the parser's blocks into groups of SPLIT_GROUP_ROWS, the unit of the split: the
+    features row-major, as the split files store them, and the target."""
 
-    def __init__(self, n_columns: int, group_rows: int) -> None:
-        self.rows = np.empty((group_rows, n_columns), dtype=np.float64, order="F")  # as the parser's blocks
+    def __init__(self, n_features: int, group_rows: int) -> None:
+        self.X = np.empty((group_rows, n_features), dtype=np.float64)
+        self.y = np.empty(group_rows, dtype=np.float64)
         self.filled = 0
 
     def fill(self, block: np.ndarray) -> np.ndarray:
-        """Copy in as much of `block` as fits; return the rest."""
-        take = min(len(block), len(self.rows) - self.filled)
-        self.rows[self.filled : self.filled + take] = block[:take]
+        """Copy in as much of `block` (features, then the target) as fits; return the rest."""
+        take = min(len(block), len(self.y) - self.filled)
+        self.X[self.filled : self.filled + take] = block[:take, :-1]
+        self.y[self.filled : self.filled + take] = block[:take, -1]
         self.filled += take
         return block[take:]
 
     @property
     def full(self) -> bool:
-        return self.filled == len(self.rows)
+        return self.filled == len(self.y)
 
 
 def stream_split(data: DataParams, folder: Path, group_rows: int = SPLIT_GROUP_ROWS) -> tuple[int, int]:
@@ -123,40 +127,53 @@ def stream_split(data: DataParams, folder: Path, group_rows: int = SPLIT_GROUP_R
     rows to the splits as it completes (the same rows as plan_split), and append them to the split files,
     so memory holds one group, never the table. Writes what write_split would, byte for byte. Returns
     (train rows, test rows). Raises FastParseRefused where the checked path must read the file instead:
-    any problem in a cell, and every condition plan_split or read_table would refuse (they name it)."""
+    any problem in a cell, and every condition plan_split or read_table would refuse (they name it).
+
+    A group's rows are written by a second thread while the next group is parsed (file writes release
+    the GIL); one group's writes at most are pending."""
     names = [*data.features, data.target]
-    n_features = len(data.features)
-    writer = SplitWriter(folder, n_features)
-    buffer = _GroupBuffer(len(names), group_rows)
+    writer = SplitWriter(folder, len(data.features))
+    buffer = _GroupBuffer(len(data.features), group_rows)
     low = np.full(len(names), np.inf)
     high = np.full(len(names), -np.inf)
     fit = ScalingFit((*data.features, data.target)) if data.standardize else None
     group = n_train = n_test = 0
+    pending: Future | None = None
+
+    def write(train_X, train_y, test_X, test_y) -> None:
+        writer.append("train", train_X, train_y)
+        writer.append("test", test_X, test_y)
 
     def split_group() -> None:
-        nonlocal group, n_train, n_test
-        rows = buffer.rows[: buffer.filled]
-        held = np.zeros(len(rows), dtype=bool)
-        held[held_out_in_group(group, len(rows), data.test_size, data.split_seed, group_rows)] = True
-        train, test = rows[~held], rows[held]
-        writer.append("train", train[:, :n_features], train[:, n_features])
-        writer.append("test", test[:, :n_features], test[:, n_features])
+        nonlocal group, n_train, n_test, pending
+        size = buffer.filled
+        held = held_out_in_group(group, size, data.test_size, data.split_seed, group_rows)
+        kept = np.ones(size, dtype=bool)
+        kept[held] = False
+        kept = np.flatnonzero(kept)
+        X_train, y_train = np.take(buffer.X[:size], kept, axis=0), np.take(buffer.y[:size], kept)
+        X_test, y_test = np.take(buffer.X[:size], held, axis=0), np.take(buffer.y[:size], held)
+        if pending is not None:
+            pending.result()
+        pending = writes.submit(write, X_train, y_train, X_test, y_test)
         if fit is not None:
-            fit.add(train)
-        n_train += len(train)
-        n_test += len(test)
+            fit.add(X_train, y_train)
+        n_train += len(kept)
+        n_test += len(held)
         group += 1
         buffer.filled = 0
 
-    for block in stream_columns(data.path, names):
-        np.minimum(low, block.min(axis=0, initial=np.inf), out=low)
-        np.maximum(high, block.max(axis=0, initial=-np.inf), out=high)
-        while len(block):
-            block = buffer.fill(block)
-            if buffer.full:
-                split_group()
-    if buffer.filled or group == 0:
-        split_group()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-write") as writes:
+        for block in stream_columns(data.path, names):
+            np.minimum(low, block.min(axis=0, initial=np.inf), out=low)
+            np.maximum(high, block.max(axis=0, initial=-np.inf), out=high)
+            while len(block):
+                block = buffer.fill(block)
+                if buffer.full:
+                    split_group()
+        if buffer.filled or group == 0:
+            split_group()
+        pending.result()
     writer.close()
     if n_train + n_test == 0:
         raise FastParseRefused("no data rows")  # read_table says so

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import mmap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,9 +219,47 @@ def write_meta(
     (folder / "meta.json").write_text(text, encoding="utf-8")
 
 
+# Address ranges [start, end) of the arrays read_split mapped from files: release() drops pages only there.
+_MAPPED: list[tuple[int, int]] = []
+_PAGE = mmap.PAGESIZE
+
+
+def _madvise_dontneed() -> Callable[[int, int], object] | None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+    except (OSError, AttributeError):  # not Linux: pages are left to the kernel
+        return None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return lambda start, length: madvise(start, length, 4)  # MADV_DONTNEED
+
+
+_DONTNEED = _madvise_dontneed()
+
+
+def release(block: np.ndarray) -> None:
+    """Drop the pages under `block`, a contiguous slice of an array that read_split mapped from a file,
+    from this process's resident memory once it is read: a pass over a mapped table then holds one block,
+    not every page it touched (the page cache keeps them; reading them again maps them back). Does
+    nothing for any other array, so it is safe to call on whatever a caller holds."""
+    if _DONTNEED is None or not block.size or not block.flags.c_contiguous:
+        return
+    start = block.ctypes.data
+    end = start + block.nbytes
+    for low, high in _MAPPED:
+        if low <= start and end <= high:  # within a file mapping, which spans whole pages around the array
+            first = max(start - start % _PAGE, low - low % _PAGE)
+            last = min(-(-end // _PAGE) * _PAGE, -(-high // _PAGE) * _PAGE)
+            _DONTNEED(first, last - first)
+            return
+
+
 def read_split(folder: str | Path = PREPARED_DIR, mmap: bool = False) -> Split:
     """Load what `prepare` wrote; with mmap=True the arrays are read-only views of the files, paged in
-    as used and released with the Split (so a stage can convert them without holding a second copy)."""
+    as used and released with the Split (so a stage can convert them without holding a second copy), or
+    block by block with release()."""
     folder = Path(folder)
     mode = "r" if mmap else None
     try:
@@ -227,5 +267,7 @@ def read_split(folder: str | Path = PREPARED_DIR, mmap: bool = False) -> Split:
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode=mode) for name in SPLIT_ARRAYS}
     except FileNotFoundError as err:
         raise UserError(f"{err.filename}: missing; run `dvc repro prepare` first") from None
+    if mmap:
+        _MAPPED.extend((a.ctypes.data, a.ctypes.data + a.nbytes) for a in arrays.values() if a.nbytes)
     scaling = Scaling.from_dict(meta["scaling"]) if meta["scaling"] else None
     return Split(features=tuple(meta["features"]), target=meta["target"], scaling=scaling, **arrays)

@@ -179,16 +179,18 @@ def fit_model(
         if held_out is not None:
             X_valid = models.scaled_tensor(split.X_train[held_out[1]], split.scaling, dtype).to(device)
             validation = (X_valid, models.scaled_target(split.y_train[held_out[1]], split.scaling, dtype).to(device))
-        else:
-            split = fitting = replace(split, X_train=None, y_train=None)  # drop the float64 rows: the tensor has them
         history = training.train_model(model, X, y, spec, settings.seed, on_epoch, validation)
-        if held_out is None:
-            train_predictions = models.unscale_target(models.model_outputs(model, X), split.scaling)
-        del X, y, validation
+        del X, y, validation  # before predicting: the tensors are the largest thing here
         model.cpu()
-        if held_out is not None:  # every training row, in order: the fitted and the held-out ones
-            train_predictions = models.predict(model, split.X_train, split.scaling)
-    predictions = np.concatenate([train_predictions, models.predict(model, split.X_test, split.scaling)])
+        # Every training row, in order (with early stopping, the fitted and the held-out ones), from the
+        # mapped rows in the blocks scaled_tensor made: the outputs the training tensor would give.
+        train_predictions = None
+    predictions = np.empty(len(split.y_train) + len(split.y_test))
+    n_train = len(split.y_train)
+    predictions[:n_train] = (
+        train_predictions if train_predictions is not None else models.predict(model, split.X_train, split.scaling)
+    )
+    predictions[n_train:] = models.predict(model, split.X_test, split.scaling)
 
     card = {
         "name": spec.name,

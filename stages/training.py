@@ -12,7 +12,7 @@ from torch import nn
 from stages.errors import UserError
 from stages.models import ACTIVATION_LAYERS, MLPRegressor, set_linear_coefficients
 from stages.params import ModelSpec
-from stages.prepared import Scaling
+from stages.prepared import Scaling, release
 
 # A run whose last epoch's loss is this many times its first has blown up, even if no value overflowed
 # (Adam's bounded steps keep the loss finite at lr = 1e12, but the model is garbage).
@@ -170,10 +170,20 @@ def solve_least_squares(X: np.ndarray, y: np.ndarray, block_rows: int = QR_BLOCK
     SVD (gelsd), which also copes with collinear or constant columns.
     """
     n_rows, n_features = X.shape
-    X_mean, y_mean = np.mean(X, axis=0, dtype=np.float64), float(np.mean(y, dtype=np.float64))
+    if n_rows <= block_rows:
+        X_mean, y_mean = np.mean(X, axis=0, dtype=np.float64), float(np.mean(y, dtype=np.float64))
+    else:  # block by block, each block's pages of a mapped file released once summed
+        X_sum, y_sum = np.zeros(n_features), 0.0
+        for start in range(0, n_rows, block_rows):
+            X_sum += np.sum(X[start : start + block_rows], axis=0, dtype=np.float64)
+            y_sum += float(np.sum(y[start : start + block_rows], dtype=np.float64))
+            release(X[start : start + block_rows])
+            release(y[start : start + block_rows])
+        X_mean, y_mean = X_sum / n_rows, y_sum / n_rows
     squares = np.zeros(n_features)
     for start in range(0, n_rows, block_rows):
         squares += np.sum((X[start : start + block_rows] - X_mean) ** 2, axis=0)
+        release(X[start : start + block_rows])
     norms = np.sqrt(squares)
     norms[norms == 0] = 1.0  # a constant column gets weight 0
     R = torch.zeros(0, n_features + 1, dtype=torch.float64)
@@ -181,6 +191,8 @@ def solve_least_squares(X: np.ndarray, y: np.ndarray, block_rows: int = QR_BLOCK
         block = np.empty((min(block_rows, n_rows - start), n_features + 1))
         block[:, :n_features] = (X[start : start + block_rows] - X_mean) / norms
         block[:, n_features] = y[start : start + block_rows] - y_mean
+        release(X[start : start + block_rows])
+        release(y[start : start + block_rows])
         R = torch.linalg.qr(torch.cat([R, torch.from_numpy(block)]), mode="r").R
     R11, r = R[:, :n_features], R[:, n_features:]
     solution = torch.linalg.lstsq(R11, r, driver="gelsd").solution
