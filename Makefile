@@ -62,7 +62,7 @@ bench: bench-reference bench-scale ## Run both benchmarks (never part of make te
 bench-reference: $(STAMP) ## Time a forced dvc repro against the two reference programs
 	$(BIN)/python benchmarks/bench_reference.py
 
-bench-scale: $(STAMP) ## The pipeline against a scikit-learn script on 10^5 and 10^6 rows (BENCH_ARGS=--huge adds 10^7)
+bench-scale: $(STAMP) ## The pipeline against a scikit-learn script on 10^6 and 10^7 rows (BENCH_ARGS=--huge adds 10^8)
 	$(BIN)/python benchmarks/bench_scale.py $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment and Python caches

@@ -1,12 +1,14 @@
 """The whole pipeline against a scikit-learn script on a large synthetic table.
 
-    python benchmarks/bench_scale.py [--rows 100000 1000000] [--huge]
+    python benchmarks/bench_scale.py [--rows 1000000 10000000] [--huge] [--tables DIR] [--stages]
 
-For each row count: writes a deterministic table (8 standard-normal features, a nonlinear target),
-runs `dvc repro --force` on a copy of the project pointed at it (linear `exact`, MLP hidden [10] tanh,
-batch 1024, 5 epochs, lr 0.01, test_size 0.2) and benchmarks/sklearn_baseline.py (LinearRegression,
-MLPRegressor with the same settings), each under /usr/bin/time, and prints wall time, peak RSS (largest
-single process) and test MSE side by side, with the ratios. --huge adds 10^7 rows.
+For each row count: writes a deterministic table (8 standard-normal features, a nonlinear target; kept
+in --tables DIR for the next run), runs a cold `dvc repro --force` on a fresh copy of the project pointed
+at it (linear `exact`, MLP hidden [10] tanh, batch 1024, 5 epochs, lr 0.01, test_size 0.2), then
+benchmarks/sklearn_baseline.py (LinearRegression, MLPRegressor with the same settings; reading float32 from
+10^8 rows), each under /usr/bin/time, then the edit loop (models.mlp.lr 0.01 -> 0.02, `dvc repro`), and
+prints wall time, peak RSS (largest single process) and test MSE side by side, with the ratios. --huge
+adds 10^8 rows (an 11 GiB CSV); --stages also times each stage alone.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bench_reference import STAGE_COMMANDS, clone_project, env  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FEATURES = [f"f{i}" for i in range(1, 9)]
+FLOAT32_FROM = 100_000_000  # the scikit-learn script reads float32 from this many rows (float64 would not fit)
 
 
 def write_table(path: Path, n_rows: int) -> None:
@@ -130,7 +133,8 @@ def main() -> None:
             place(csv, project / "data" / "bench.csv")
             p_wall, p_rss, _ = timed(["dvc", "repro", "--force"], project)
             ours = test_mse(project)
-            s_wall, s_rss, out = timed([sys.executable, str(HERE / "sklearn_baseline.py"), str(csv)], project)
+            script = [sys.executable, str(HERE / "sklearn_baseline.py"), str(csv)]
+            s_wall, s_rss, out = timed(script + (["--float32"] if n_rows >= FLOAT32_FROM else []), project)
             sk = json.loads(out)
             set_lr(project, 0.02)  # the edit loop: one model's params, then `dvc repro`
             e_wall, e_rss, e_out = timed(["dvc", "repro"], project)

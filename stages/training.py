@@ -313,6 +313,8 @@ class MinibatchTrainer:
         for p, view in zip(self.params, views, strict=True):
             p.data = view  # the model now reads and Adam writes the flat buffer
         self.steps, self.dtype, self.device = 0, first.dtype, first.device
+        self.fused = _fused_adam(weight_decay)
+        self.step_count = torch.zeros((), dtype=torch.float32, device=first.device)
         if isinstance(model, MLPRegressor):
             linears = [layer for layer in model.layers if isinstance(layer, nn.Linear)]
             self.layers = [(layer.weight, layer.bias) for layer in linears]
@@ -346,7 +348,7 @@ class MinibatchTrainer:
                 inputs.append(_activate(torch.addmm(bias, inputs[-1], weight.t()), self.activation))
             weight, bias = self.layers[-1]
             residual = torch.addmm(bias, inputs[-1], weight.t()).sub_(y.unsqueeze(1))  # (rows, 1)
-            sse = residual.square().sum()
+            sse = torch.mm(residual.t(), residual).view(())
             d = residual.mul_(scale)
             for i in range(len(self.layers) - 1, -1, -1):
                 weight_grad, bias_grad = self.layer_grads[i]
@@ -360,6 +362,14 @@ class MinibatchTrainer:
     def _adam(self) -> None:
         self.steps += 1
         beta1, beta2, eps = 0.9, 0.999, 1e-8
+        if self.fused is not None:  # one kernel for the whole update: the same formulas
+            self.step_count.fill_(self.steps)
+            self.fused(
+                [self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self.step_count],
+                amsgrad=False, lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=self.weight_decay, eps=eps,
+                maximize=False,
+            )  # fmt: skip
+            return
         if self.weight_decay:
             self.flat.mul_(1 - self.lr * self.weight_decay)
         self.exp_avg.lerp_(self.grad, 1 - beta1)
@@ -368,9 +378,16 @@ class MinibatchTrainer:
         self.flat.addcdiv_(self.exp_avg, denominator, value=-self.lr / (1 - beta1**self.steps))
 
 
+def _fused_adam(weight_decay: float):
+    """torch's fused AdamW (or Adam, without weight decay) kernel, where this build has it."""
+    return getattr(torch, "_fused_adamw_" if weight_decay else "_fused_adam_", None)
+
+
 def _activate(h: torch.Tensor, activation: str) -> torch.Tensor:
     if activation == "tanh":
-        return h.tanh_()
+        # tanh(h) = 2 sigmoid(2h) - 1: MKL's tanh, which torch calls, takes 33 us for 1024 x 10 values in
+        # the cross-CPU mode the stages set (MKL_CBWR), sigmoid and the arithmetic 12
+        return h.mul_(2).sigmoid_().mul_(2).sub_(1)
     if activation == "relu":
         return h.relu_()
     return h.sigmoid_()
@@ -379,10 +396,10 @@ def _activate(h: torch.Tensor, activation: str) -> torch.Tensor:
 def _activation_grad(d: torch.Tensor, a: torch.Tensor, activation: str) -> torch.Tensor:
     """d (the gradient with respect to a layer's output a = act(h)) times act'(h), from a alone."""
     if activation == "tanh":
-        return d.mul_(1 - a * a)
+        return torch.ops.aten.tanh_backward(d, a)  # d (1 - a^2), one kernel
     if activation == "relu":
-        return d.mul_(a > 0)
-    return d.mul_(a * (1 - a))
+        return torch.ops.aten.threshold_backward(d, a, 0)  # d where a > 0
+    return torch.ops.aten.sigmoid_backward(d, a)  # d a (1 - a)
 
 
 def minibatches(n_rows: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"):
