@@ -129,51 +129,54 @@ def stream_split(data: DataParams, folder: Path, group_rows: int = SPLIT_GROUP_R
     (train rows, test rows). Raises FastParseRefused where the checked path must read the file instead:
     any problem in a cell, and every condition plan_split or read_table would refuse (they name it).
 
-    A group's rows are written by a second thread while the next group is parsed (file writes release
-    the GIL); one group's writes at most are pending."""
+    A complete group is split and written by a second thread (numpy's gathers and file writes release
+    the GIL) while the parser fills the other of two group buffers."""
     names = [*data.features, data.target]
     writer = SplitWriter(folder, len(data.features))
-    buffer = _GroupBuffer(len(data.features), group_rows)
+    buffers = [_GroupBuffer(len(data.features), group_rows) for _ in range(2)]
     low = np.full(len(names), np.inf)
     high = np.full(len(names), -np.inf)
     fit = ScalingFit((*data.features, data.target)) if data.standardize else None
-    group = n_train = n_test = 0
+    counts = {"groups": 0, "train": 0, "test": 0}
     pending: Future | None = None
 
-    def write(train_X, train_y, test_X, test_y) -> None:
-        writer.append("train", train_X, train_y)
-        writer.append("test", test_X, test_y)
-
-    def split_group() -> None:
-        nonlocal group, n_train, n_test, pending
+    def split_group(buffer: _GroupBuffer, group: int) -> None:  # in the writing thread, one group at a time
         size = buffer.filled
         held = held_out_in_group(group, size, data.test_size, data.split_seed, group_rows)
         kept = np.ones(size, dtype=bool)
         kept[held] = False
         kept = np.flatnonzero(kept)
         X_train, y_train = np.take(buffer.X[:size], kept, axis=0), np.take(buffer.y[:size], kept)
-        X_test, y_test = np.take(buffer.X[:size], held, axis=0), np.take(buffer.y[:size], held)
-        if pending is not None:
-            pending.result()
-        pending = writes.submit(write, X_train, y_train, X_test, y_test)
+        writer.append("train", X_train, y_train)
+        writer.append("test", np.take(buffer.X[:size], held, axis=0), np.take(buffer.y[:size], held))
         if fit is not None:
             fit.add(X_train, y_train)
-        n_train += len(kept)
-        n_test += len(held)
-        group += 1
+        counts["train"] += len(kept)
+        counts["test"] += len(held)
         buffer.filled = 0
 
+    def hand_over(buffer: _GroupBuffer) -> _GroupBuffer:
+        """Queue `buffer` for splitting; return the other one, free once the previous group is done."""
+        nonlocal pending
+        if pending is not None:
+            pending.result()
+        pending = writes.submit(split_group, buffer, counts["groups"])
+        counts["groups"] += 1
+        return buffers[1] if buffer is buffers[0] else buffers[0]
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-write") as writes:
+        buffer = buffers[0]
         for block in stream_columns(data.path, names):
             np.minimum(low, block.min(axis=0, initial=np.inf), out=low)
             np.maximum(high, block.max(axis=0, initial=-np.inf), out=high)
             while len(block):
                 block = buffer.fill(block)
                 if buffer.full:
-                    split_group()
-        if buffer.filled or group == 0:
-            split_group()
+                    buffer = hand_over(buffer)
+        if buffer.filled or counts["groups"] == 0:
+            hand_over(buffer)
         pending.result()
+    n_train, n_test = counts["train"], counts["test"]
     writer.close()
     if n_train + n_test == 0:
         raise FastParseRefused("no data rows")  # read_table says so
