@@ -15,7 +15,7 @@ from stages.io import write_json, write_text
 from stages.metrics import optimality_gap, regression_metrics
 from stages.params import load_params
 from stages.paths import PREPARED_DIR
-from stages.prepared import read_split, sample_rows, seeded_split
+from stages.prepared import map_array, read_split, sample_rows, seeded_split
 
 PLOT_ROWS = 2000  # per split: enough for a scatter in `dvc plots`, small enough for git and a browser
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     split = read_split(args.prepared, mmap=True)  # the features are never read here
     predictions_path, card_path = paths.predictions_file(args.model), paths.model_card(args.model)
     try:
-        predictions = np.load(predictions_path)
+        predictions = map_array(predictions_path)  # scored block by block on large tables
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise UserError(f"{err.filename}: missing; run `dvc repro train@{args.model}` first") from None

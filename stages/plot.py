@@ -18,7 +18,7 @@ from stages.errors import UserError, run_stage
 from stages.io import write_bytes, write_text
 from stages.params import load_params
 from stages.paths import PREPARED_DIR
-from stages.prepared import Split, read_split, sample_rows
+from stages.prepared import Split, map_array, read_split, sample_rows
 
 # Drop the matplotlib version from the PNG so a matplotlib upgrade alone does not change the bytes.
 PNG_METADATA = {"Software": None}
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
             f"whole {paths.PREDICTIONS_DIR}/ and {paths.LOSS_DIR}/ folders, so a leftover would make dvc.lock "
             "differ from a clean checkout"
         )
-    predictions = {name: _load_train_output(paths.predictions_file(name), name, np.load) for name in params.models}
+    predictions = {name: _load_train_output(paths.predictions_file(name), name, map_array) for name in params.models}
     losses = {
         name: _load_train_output(paths.loss_file(name), name, lambda p: p.read_text(encoding="utf-8"))
         for name in params.models

@@ -256,18 +256,24 @@ def release(block: np.ndarray) -> None:
             return
 
 
+def map_array(path: str | Path) -> np.ndarray:
+    """A .npy file as a read-only view of the file (np.load's mmap), whose blocks release() can drop."""
+    array = np.load(path, mmap_mode="r")
+    if array.nbytes:
+        _MAPPED.append((array.ctypes.data, array.ctypes.data + array.nbytes))
+    return array
+
+
 def read_split(folder: str | Path = PREPARED_DIR, mmap: bool = False) -> Split:
     """Load what `prepare` wrote; with mmap=True the arrays are read-only views of the files, paged in
     as used and released with the Split (so a stage can convert them without holding a second copy), or
     block by block with release()."""
     folder = Path(folder)
-    mode = "r" if mmap else None
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode=mode) for name in SPLIT_ARRAYS}
+        load = map_array if mmap else np.load
+        arrays = {name: load(folder / f"{name}.npy") for name in SPLIT_ARRAYS}
     except FileNotFoundError as err:
         raise UserError(f"{err.filename}: missing; run `dvc repro prepare` first") from None
-    if mmap:
-        _MAPPED.extend((a.ctypes.data, a.ctypes.data + a.nbytes) for a in arrays.values() if a.nbytes)
     scaling = Scaling.from_dict(meta["scaling"]) if meta["scaling"] else None
     return Split(features=tuple(meta["features"]), target=meta["target"], scaling=scaling, **arrays)

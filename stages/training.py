@@ -172,18 +172,23 @@ def solve_least_squares(X: np.ndarray, y: np.ndarray, block_rows: int = QR_BLOCK
     n_rows, n_features = X.shape
     if n_rows <= block_rows:
         X_mean, y_mean = np.mean(X, axis=0, dtype=np.float64), float(np.mean(y, dtype=np.float64))
-    else:  # block by block, each block's pages of a mapped file released once summed
-        X_sum, y_sum = np.zeros(n_features), 0.0
+        squares = np.sum((X - X_mean) ** 2, axis=0)
+    else:
+        # One pass for both statistics, block by block (each block's pages of a mapped file released once
+        # read): sums, and squares about the first row, a value of the data's own scale, so the
+        # correction to squares about the mean, n (mean - first)^2, cancels nothing that matters. (The
+        # norms only balance the columns; a constant column still comes out 0.)
+        first = np.asarray(X[0], dtype=np.float64)
+        X_sum, y_sum, shifted = np.zeros(n_features), 0.0, np.zeros(n_features)
         for start in range(0, n_rows, block_rows):
-            X_sum += np.sum(X[start : start + block_rows], axis=0, dtype=np.float64)
+            block = X[start : start + block_rows]
+            X_sum += np.sum(block, axis=0, dtype=np.float64)
+            shifted += np.sum((block - first) ** 2, axis=0)
             y_sum += float(np.sum(y[start : start + block_rows], dtype=np.float64))
-            release(X[start : start + block_rows])
+            release(block)
             release(y[start : start + block_rows])
         X_mean, y_mean = X_sum / n_rows, y_sum / n_rows
-    squares = np.zeros(n_features)
-    for start in range(0, n_rows, block_rows):
-        squares += np.sum((X[start : start + block_rows] - X_mean) ** 2, axis=0)
-        release(X[start : start + block_rows])
+        squares = np.maximum(shifted - n_rows * (X_mean - first) ** 2, 0.0)
     norms = np.sqrt(squares)
     norms[norms == 0] = 1.0  # a constant column gets weight 0
     R = torch.zeros(0, n_features + 1, dtype=torch.float64)
@@ -405,7 +410,9 @@ def _activation_grad(d: torch.Tensor, a: torch.Tensor, activation: str) -> torch
 def minibatches(n_rows: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"):
     """One epoch's batches of row indices: slices of a fresh permutation drawn from `generator` (on the
     CPU, so the order is the same on every device), each row exactly once."""
-    return torch.randperm(n_rows, generator=generator).to(device).split(batch_size)
+    # int32 indices where they fit: the same permutation in half the memory (305 MiB at 8e7 rows)
+    dtype = torch.int32 if n_rows < 2**31 else torch.int64
+    return torch.randperm(n_rows, generator=generator, dtype=dtype).to(device).split(batch_size)
 
 
 def _check_finite(spec: ModelSpec, value: float, where: str) -> None:
@@ -471,6 +478,7 @@ def fit(
                     X_rows, y_rows = X.index_select(0, rows), y.index_select(0, rows)
                     for start in range(0, len(rows), batch):
                         total += trainer.step(X_rows[start : start + batch], y_rows[start : start + batch])
+                del rows, X_rows, y_rows  # views of this epoch's permutation: free it before the next is drawn
                 value = (total / n_rows).item()
                 _check_finite(spec, value, f"in epoch {epoch}")
                 if _end_epoch(epoch, value, losses, on_epoch, stopper):

@@ -74,3 +74,27 @@ def test_a_pass_over_a_mapped_split_holds_one_block_not_the_file(tmp_path):
     copy = X[:1000].copy()
     release(copy)
     assert np.array_equal(copy, X[:1000])
+
+
+def test_metrics_by_block_equal_the_whole_array_ones(tmp_path):
+    """Past METRIC_BLOCK rows evaluate scores block by block (memory independent of the rows): the same
+    numbers to rounding as numpy over the whole arrays, from mapped files."""
+    from stages import metrics
+
+    rng = np.random.default_rng(4)
+    n_rows = metrics.METRIC_BLOCK * 2 + 12345
+    actual, predicted = rng.standard_normal(n_rows) * 3 + 1, rng.standard_normal(n_rows)
+    np.save(tmp_path / "a.npy", actual)
+    np.save(tmp_path / "p.npy", predicted)
+    from stages.prepared import map_array
+
+    by_block = metrics.regression_metrics(map_array(tmp_path / "a.npy"), map_array(tmp_path / "p.npy"))
+    residual = actual - predicted
+    whole = {
+        "mse": np.mean(residual**2),
+        "mae": np.mean(np.abs(residual)),
+        "r2": 1 - np.sum(residual**2) / np.sum((actual - actual.mean()) ** 2),
+    }
+    for key, value in whole.items():
+        assert by_block[key] == pytest.approx(value, rel=1e-12)
+    assert by_block["rmse"] == pytest.approx(np.sqrt(whole["mse"]), rel=1e-12)

@@ -112,6 +112,9 @@ def test_minibatches_cover_every_row_exactly_once_per_epoch_in_a_seeded_order():
     assert not torch.equal(torch.cat(epochs[0]), torch.cat(epochs[1]))  # reshuffled every epoch
     again = torch.Generator().manual_seed(3)
     assert torch.equal(torch.cat(training.minibatches(1000, 64, again)), torch.cat(epochs[0]))
+    # int32 indices (half the memory of int64 at 10^8 rows), the same permutation torch draws as int64
+    assert epochs[0][0].dtype == torch.int32
+    assert torch.equal(torch.cat(epochs[0]).long(), torch.randperm(1000, generator=torch.Generator().manual_seed(3)))
 
 
 def test_exact_on_a_hundred_thousand_rows_equals_numpy_lstsq():
