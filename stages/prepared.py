@@ -219,8 +219,6 @@ def write_meta(
     (folder / "meta.json").write_text(text, encoding="utf-8")
 
 
-# Address ranges [start, end) of the arrays read_split mapped from files: release() drops pages only there.
-_MAPPED: list[tuple[int, int]] = []
 _PAGE = mmap.PAGESIZE
 
 
@@ -239,29 +237,39 @@ def _madvise_dontneed() -> Callable[[int, int], object] | None:
 _DONTNEED = _madvise_dontneed()
 
 
+def _file_mapping(array: np.ndarray) -> mmap.mmap | None:
+    """The mmap.mmap under `array` (np.load's mmap_mode arrays and their slices lead to it through .base),
+    or None for memory that is not a file mapping. The array holds it, so it is still mapped."""
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    return base
+
+
 def release(block: np.ndarray) -> None:
-    """Drop the pages under `block`, a contiguous slice of an array that read_split mapped from a file,
-    from this process's resident memory once it is read: a pass over a mapped table then holds one block,
-    not every page it touched (the page cache keeps them; reading them again maps them back). Does
-    nothing for any other array, so it is safe to call on whatever a caller holds."""
+    """Drop the pages under `block`, a contiguous slice of an array mapped from a file (read_split with
+    mmap=True, map_array), from this process's resident memory once it is read: a pass over a mapped table
+    then holds one block, not every page it touched (the page cache keeps them; reading them again maps
+    them back). Does nothing for any other array (anonymous memory would lose its contents), so it is safe
+    to call on whatever a caller holds."""
     if _DONTNEED is None or not block.size or not block.flags.c_contiguous:
         return
+    mapping = _file_mapping(block)
+    if mapping is None or mapping.closed:
+        return
+    low = np.frombuffer(mapping, dtype=np.uint8).ctypes.data  # where the mapping starts (page-aligned)
+    high = low + len(mapping)
     start = block.ctypes.data
     end = start + block.nbytes
-    for low, high in _MAPPED:
-        if low <= start and end <= high:  # within a file mapping, which spans whole pages around the array
-            first = max(start - start % _PAGE, low - low % _PAGE)
-            last = min(-(-end // _PAGE) * _PAGE, -(-high // _PAGE) * _PAGE)
-            _DONTNEED(first, last - first)
-            return
+    if low <= start and end <= high:
+        first = start - start % _PAGE
+        last = min(-(-end // _PAGE) * _PAGE, -(-high // _PAGE) * _PAGE)
+        _DONTNEED(first, last - first)
 
 
 def map_array(path: str | Path) -> np.ndarray:
     """A .npy file as a read-only view of the file (np.load's mmap), whose blocks release() can drop."""
-    array = np.load(path, mmap_mode="r")
-    if array.nbytes:
-        _MAPPED.append((array.ctypes.data, array.ctypes.data + array.nbytes))
-    return array
+    return np.load(path, mmap_mode="r")
 
 
 def read_split(folder: str | Path = PREPARED_DIR, mmap: bool = False) -> Split:
