@@ -164,7 +164,6 @@ def fit_model(
         # Straight from the mapped float64 rows in blocks: one pass of QR, no tensor of the table.
         history, least_squares = training.fit_exact(model, split.X_train, split.y_train, split.scaling, on_epoch)
         least_squares_mse = least_squares.mse
-        train_predictions = models.predict(model, split.X_train, split.scaling)
     else:
         if spec.kind == "linear":
             # The reference for evaluate's optimality gap: float64 least squares, original units.
@@ -182,14 +181,11 @@ def fit_model(
         history = training.train_model(model, X, y, spec, settings.seed, on_epoch, validation)
         del X, y, validation  # before predicting: the tensors are the largest thing here
         model.cpu()
-        # Every training row, in order (with early stopping, the fitted and the held-out ones), from the
-        # mapped rows in the blocks scaled_tensor made: the outputs the training tensor would give.
-        train_predictions = None
-    predictions = np.empty(len(split.y_train) + len(split.y_test))
+    # Every training row in order (with early stopping, the fitted and the held-out ones), then every test
+    # row, from the mapped rows in the blocks scaled_tensor makes: the outputs the training tensor would give.
     n_train = len(split.y_train)
-    predictions[:n_train] = (
-        train_predictions if train_predictions is not None else models.predict(model, split.X_train, split.scaling)
-    )
+    predictions = np.empty(n_train + len(split.y_test))
+    predictions[:n_train] = models.predict(model, split.X_train, split.scaling)
     predictions[n_train:] = models.predict(model, split.X_test, split.scaling)
 
     card = {
