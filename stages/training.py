@@ -317,7 +317,7 @@ class MinibatchTrainer:
             offset += p.numel()
         for p, view in zip(self.params, views, strict=True):
             p.data = view  # the model now reads and Adam writes the flat buffer
-        self.steps, self.dtype, self.device = 0, first.dtype, first.device
+        self.steps = 0
         self.fused = _fused_adam(weight_decay)
         self.step_count = torch.zeros((), dtype=torch.float32, device=first.device)
         if isinstance(model, MLPRegressor):
