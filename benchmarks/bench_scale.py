@@ -137,9 +137,9 @@ def main() -> None:
             s_wall, s_rss, out = timed(script + (["--float32"] if n_rows >= FLOAT32_FROM else []), project)
             sk = json.loads(out)
             set_lr(project, 0.02)  # the edit loop: one model's params, then `dvc repro`
-            e_wall, e_rss, e_out = timed(["dvc", "repro"], project)
+            e_wall, _, e_out = timed(["dvc", "repro"], project)
             reran = re.findall(r"Running stage '([^']+)'", e_out)
-            results[n_rows] = (p_wall, p_rss, s_wall, s_rss, ours, sk, e_wall, e_rss)
+            results[n_rows] = (p_wall, p_rss, s_wall, s_rss, ours, sk, e_wall)
             print(
                 f"{n_rows:>11,} rows: cold pipeline {p_wall:7.2f} s {p_rss:7.0f} MiB | scikit-learn {s_wall:7.2f} s "
                 f"{s_rss:7.0f} MiB | edit loop {e_wall:6.2f} s (ran {', '.join(reran)}) | test MSE linear "
@@ -161,7 +161,7 @@ def main() -> None:
         "| edit loop (ratio) | linear test MSE (ours / sklearn) | MLP test MSE (ours / sklearn) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for n_rows, (p_wall, p_rss, s_wall, s_rss, ours, sk, e_wall, _) in results.items():
+    for n_rows, (p_wall, p_rss, s_wall, s_rss, ours, sk, e_wall) in results.items():
         print(
             f"| {n_rows:,} | {p_wall:.2f} s | {s_wall:.2f} s | {p_wall / s_wall:.2f} | {p_rss:.0f} MiB | "
             f"{s_rss:.0f} MiB | {p_rss / s_rss:.2f} | {e_wall:.2f} s ({e_wall / s_wall:.2f}) | "

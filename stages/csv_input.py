@@ -392,12 +392,12 @@ class FastParseRefused(Exception):
 STREAM_BLOCK_BYTES = 1 << 20  # pyarrow parses blocks of this size in parallel, a few ahead (larger: no faster)
 
 
-def stream_columns(path: str | Path, wanted: list[str]) -> Iterator[np.ndarray]:
-    """The wanted columns of a CSV as float64 column-major (rows, columns) blocks, in file order, parsed by
-    pyarrow's multi-threaded streaming reader (only those columns converted), so memory does not grow with
-    the file. Raises FastParseRefused at the first cell that is not a plain finite number within
-    ±LARGEST_VALUE, and at anything the reader itself refuses. Call read_header first (it checks the file
-    is UTF-8 text with those columns)."""
+def stream_columns(path: str | Path, wanted: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The wanted columns of a CSV as float64 column-major (rows, columns) blocks, in file order, each with
+    its columns' minima and maxima, parsed by pyarrow's multi-threaded streaming reader (only those columns
+    converted), so memory does not grow with the file. Raises FastParseRefused at the first block with a
+    cell that is not a plain finite number within ±LARGEST_VALUE, and at anything the reader itself refuses.
+    Call check_header first (it checks the file is UTF-8 text with those columns)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
@@ -422,10 +422,10 @@ def stream_columns(path: str | Path, wanted: list[str]) -> Iterator[np.ndarray]:
                     if column.null_count:
                         raise FastParseRefused("an empty cell")
                     block[:, j] = column.to_numpy()
-                    # NaN and infinities fail it too (a NaN makes min and max NaN)
-                    if len(block) and not -LARGEST_VALUE <= block[:, j].min() <= block[:, j].max() <= LARGEST_VALUE:
-                        raise FastParseRefused("a value out of range")
-                yield block
+                low, high = block.min(axis=0, initial=np.inf), block.max(axis=0, initial=-np.inf)
+                if not (-LARGEST_VALUE <= low).all() or not (high <= LARGEST_VALUE).all():  # NaN fails it too
+                    raise FastParseRefused("a value out of range")
+                yield block, low, high
     except (pa.ArrowException, OSError) as err:
         raise FastParseRefused(str(err)) from None
 

@@ -72,16 +72,24 @@ def build_model(arch: dict) -> nn.Module:
     return model.to(getattr(torch, arch.get("dtype", "float32")))
 
 
-def scaled_tensor(X: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) -> torch.Tensor:
-    """Features as a new tensor of `dtype`, scaled in float64 block by block (no full-size temporary)."""
-    out = torch.empty(X.shape, dtype=dtype)
-    for start in range(0, len(X), BLOCK_ROWS):
-        block = np.array(X[start : start + BLOCK_ROWS], dtype=np.float64)  # writable, unlike a mapped file
-        release(X[start : start + BLOCK_ROWS])
-        if scaling is not None:
-            block = (block - np.asarray(scaling.x_mean)) / np.asarray(scaling.x_std)
+def _scaled_blocks(values: np.ndarray, mean, std, dtype: torch.dtype) -> torch.Tensor:
+    """values as a new tensor of `dtype`, (values - mean) / std in float64 when scaling (mean is not None),
+    block by block: no full-size temporary, and each block of a mapped file released once read."""
+    out = torch.empty(values.shape, dtype=dtype)
+    for start in range(0, len(values), BLOCK_ROWS):
+        block = np.array(values[start : start + BLOCK_ROWS], dtype=np.float64)  # writable, unlike a mapped file
+        release(values[start : start + BLOCK_ROWS])
+        if mean is not None:
+            block = (block - np.asarray(mean)) / np.asarray(std)
         out[start : start + BLOCK_ROWS] = torch.from_numpy(block)
     return out
+
+
+def scaled_tensor(X: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) -> torch.Tensor:
+    """Features as a new tensor of `dtype`, scaled in float64 block by block (no full-size temporary)."""
+    if scaling is None:
+        return _scaled_blocks(X, None, None, dtype)
+    return _scaled_blocks(X, scaling.x_mean, scaling.x_std, dtype)
 
 
 def lost_columns(values: torch.Tensor, original: np.ndarray) -> list[int]:
@@ -97,14 +105,9 @@ def lost_columns(values: torch.Tensor, original: np.ndarray) -> list[int]:
 
 def scaled_target(y: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) -> torch.Tensor:
     """The target as a new tensor of `dtype`, scaled in float64 block by block."""
-    out = torch.empty(len(y), dtype=dtype)
-    for start in range(0, len(y), BLOCK_ROWS):
-        block = np.array(y[start : start + BLOCK_ROWS], dtype=np.float64)
-        release(y[start : start + BLOCK_ROWS])
-        if scaling is not None:
-            block = (block - scaling.y_mean) / scaling.y_std
-        out[start : start + BLOCK_ROWS] = torch.from_numpy(block)
-    return out
+    if scaling is None:
+        return _scaled_blocks(y, None, None, dtype)
+    return _scaled_blocks(y, scaling.y_mean, scaling.y_std, dtype)
 
 
 def predict(model: nn.Module, X: np.ndarray, scaling: Scaling | None) -> np.ndarray:

@@ -136,7 +136,7 @@ def stream_split(data: DataParams, folder: Path, group_rows: int = SPLIT_GROUP_R
     buffers = [_GroupBuffer(len(data.features), group_rows) for _ in range(2)]
     low = np.full(len(names), np.inf)
     high = np.full(len(names), -np.inf)
-    fit = ScalingFit((*data.features, data.target)) if data.standardize else None
+    fit = ScalingFit(tuple(names)) if data.standardize else None
     counts = {"groups": 0, "train": 0, "test": 0}
     pending: Future | None = None
 
@@ -166,9 +166,9 @@ def stream_split(data: DataParams, folder: Path, group_rows: int = SPLIT_GROUP_R
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-write") as writes:
         buffer = buffers[0]
-        for block in stream_columns(data.path, names):
-            np.minimum(low, block.min(axis=0, initial=np.inf), out=low)
-            np.maximum(high, block.max(axis=0, initial=-np.inf), out=high)
+        for block, block_low, block_high in stream_columns(data.path, names):
+            np.minimum(low, block_low, out=low)
+            np.maximum(high, block_high, out=high)
             while len(block):
                 block = buffer.fill(block)
                 if buffer.full:

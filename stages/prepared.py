@@ -99,18 +99,13 @@ def seeded_split(
 
 
 class Moments:
-    """Count, mean and population variance of a column, merged group by group (Chan et al.); one group
-    gives exactly numpy's mean() and var() of it."""
+    """Count, mean and population variance of a non-empty column, merged group by group (Chan et al.); one
+    group gives exactly numpy's mean() and var() of it."""
 
     def __init__(self, values: np.ndarray) -> None:
         self.count, self.mean, self.var = len(values), float(values.mean()), float(values.var())
 
     def merge(self, other: Moments) -> None:
-        if other.count == 0:
-            return
-        if self.count == 0:
-            self.count, self.mean, self.var = other.count, other.mean, other.var
-            return
         count = self.count + other.count
         delta = other.mean - self.mean
         m2 = self.var * self.count + other.var * other.count + delta * delta * self.count * other.count / count
