@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,10 @@ from stages.prepared import Scaling, release
 MODEL_FORMAT = 1
 # Rows per block wherever a whole-table temporary would double the memory (scaling, prediction).
 BLOCK_ROWS = 65536
+# Threads that convert and predict those blocks. Each block is computed alone, the same way on any thread
+# (the stages' one intra-op thread each), so the bytes do not depend on this; numpy's copies and torch's
+# kernels let go of the GIL, so a second core halves the time where a table has many blocks.
+BLOCK_THREADS = max(1, min(4, os.cpu_count() or 1))
 ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
 
@@ -76,13 +83,29 @@ def _scaled_blocks(values: np.ndarray, mean, std, dtype: torch.dtype) -> torch.T
     """values as a new tensor of `dtype`, (values - mean) / std in float64 when scaling (mean is not None),
     block by block: no full-size temporary, and each block of a mapped file released once read."""
     out = torch.empty(values.shape, dtype=dtype)
-    for start in range(0, len(values), BLOCK_ROWS):
-        block = np.array(values[start : start + BLOCK_ROWS], dtype=np.float64)  # writable, unlike a mapped file
-        release(values[start : start + BLOCK_ROWS])
+
+    def convert(start: int, stop: int) -> None:
+        block = np.array(values[start:stop], dtype=np.float64)  # writable, unlike a mapped file
+        release(values[start:stop])
         if mean is not None:
             block = (block - np.asarray(mean)) / np.asarray(std)
-        out[start : start + BLOCK_ROWS] = torch.from_numpy(block)
+        out[start:stop] = torch.from_numpy(block)
+
+    each_block(len(values), convert)
     return out
+
+
+def each_block(n_rows: int, work: Callable[[int, int], None]) -> None:
+    """work(start, stop) for every block of BLOCK_ROWS rows, on BLOCK_THREADS threads where there are
+    several blocks. `work` must touch only its own rows."""
+    bounds = [(start, min(start + BLOCK_ROWS, n_rows)) for start in range(0, n_rows, BLOCK_ROWS)]
+    if len(bounds) <= 1 or BLOCK_THREADS == 1:
+        for start, stop in bounds:
+            work(start, stop)
+        return
+    with ThreadPoolExecutor(max_workers=BLOCK_THREADS, thread_name_prefix="blocks") as pool:
+        for _ in pool.map(lambda bound: work(*bound), bounds):
+            pass  # re-raises the first block's exception
 
 
 def scaled_tensor(X: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) -> torch.Tensor:
@@ -95,8 +118,15 @@ def scaled_tensor(X: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) ->
 def lost_columns(values: torch.Tensor, original: np.ndarray) -> list[int]:
     """Columns of `values` (rows x columns, converted from the float64 `original`) that the conversion
     ruined: no longer finite (beyond float32's ~3.4e38), or all equal though the original's were not
-    (differences below float32's resolution). One pass of min and max over the tensor."""
-    low, high = torch.aminmax(values.reshape(len(values), -1), dim=0)
+    (differences below float32's resolution). One pass of min and max over the tensor, block by block."""
+    flat = values.reshape(len(values), -1)
+    lows, highs = (torch.empty(-(-len(flat) // BLOCK_ROWS), flat.shape[1], dtype=flat.dtype) for _ in range(2))
+
+    def block_range(start: int, stop: int) -> None:
+        lows[start // BLOCK_ROWS], highs[start // BLOCK_ROWS] = torch.aminmax(flat[start:stop], dim=0)
+
+    each_block(len(flat), block_range)
+    low, high = lows.amin(dim=0), highs.amax(dim=0)
     finite = torch.isfinite(low) & torch.isfinite(high)
     suspect = (~finite | (low == high)).nonzero().flatten().tolist()
     original = original.reshape(len(original), -1)
@@ -114,9 +144,12 @@ def predict(model: nn.Module, X: np.ndarray, scaling: Scaling | None) -> np.ndar
     """Predictions in original units, float64, for raw (unscaled) features; memory bounded by blocks."""
     dtype = next(model.parameters()).dtype
     out = np.empty(len(X), dtype=np.float64)
-    for start in range(0, len(X), BLOCK_ROWS):
-        block = scaled_tensor(X[start : start + BLOCK_ROWS], scaling, dtype)
-        out[start : start + BLOCK_ROWS] = model_outputs(model, block)
+
+    def outputs(start: int, stop: int) -> None:
+        out[start:stop] = model_outputs(model, scaled_tensor(X[start:stop], scaling, dtype))
+
+    model.eval()
+    each_block(len(X), outputs)
     return unscale_target(out, scaling)
 
 

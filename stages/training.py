@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -400,6 +401,28 @@ def minibatches(n_rows: int, batch_size: int, generator: torch.Generator, device
     return torch.randperm(n_rows, generator=generator, dtype=dtype).to(device).split(batch_size)
 
 
+def gathered(X: torch.Tensor, y: torch.Tensor, chunks: tuple[torch.Tensor, ...]):
+    """(X rows, y rows) of each chunk of row indices in turn; on the CPU, the next chunk's rows are gathered
+    by a second thread while the caller trains on these.
+
+    A chunk holds GATHER_BATCHES batches: one gather (index_select, not X[rows]: about 3x faster for random
+    rows) instead of one per batch, each batch then a slice of it. The gather is mostly waiting for memory
+    (random rows of a table larger than the CPU's caches) and the training step one thread's arithmetic,
+    so on two cores they overlap; the rows and the order are the same as gathering in line.
+    """
+    gather = lambda rows: (X.index_select(0, rows), y.index_select(0, rows))  # noqa: E731
+    if X.device.type != "cpu" or len(chunks) == 1:
+        yield from map(gather, chunks)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gather") as pool:
+        pending = pool.submit(gather, chunks[0])
+        for following in (*chunks[1:], None):
+            rows = pending.result()
+            if following is not None:
+                pending = pool.submit(gather, following)
+            yield rows
+
+
 def _check_finite(spec: ModelSpec, value: float, where: str) -> None:
     if not np.isfinite(value):
         raise UserError(
@@ -456,14 +479,9 @@ def fit(
         try:
             for epoch in range(1, spec.epochs + 1):
                 total = torch.zeros((), dtype=X.dtype, device=X.device)
-                # The rows of GATHER_BATCHES batches at a time (index_select, not X[rows]: about 3x faster for
-                # random rows), then each batch a slice of them: the same batches as one gather each, fewer
-                # operations and cache misses
-                for rows in minibatches(n_rows, batch * GATHER_BATCHES, shuffle, X.device):
-                    X_rows, y_rows = X.index_select(0, rows), y.index_select(0, rows)
-                    for start in range(0, len(rows), batch):
+                for X_rows, y_rows in gathered(X, y, minibatches(n_rows, batch * GATHER_BATCHES, shuffle, X.device)):
+                    for start in range(0, len(y_rows), batch):
                         total += trainer.step(X_rows[start : start + batch], y_rows[start : start + batch])
-                del rows, X_rows, y_rows  # views of this epoch's permutation: free it before the next is drawn
                 value = (total / n_rows).item()
                 _check_finite(spec, value, f"in epoch {epoch}")
                 if _end_epoch(epoch, value, losses, on_epoch, stopper):

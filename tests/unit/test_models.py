@@ -101,3 +101,41 @@ def test_a_model_file_that_is_not_quite_ours_is_named_as_such(tmp_path, change, 
 def test_the_unchanged_file_loads(tmp_path):
     model, saved = models.load_model(saved_mlp(tmp_path, lambda s: None))
     assert saved["features"] == ["x"] and isinstance(model, models.MLPRegressor)
+
+
+def test_blocks_on_several_threads_give_the_bytes_of_one_thread(monkeypatch):
+    """Converting, predicting and the range check run block by block on BLOCK_THREADS threads: the same
+    bytes as on one, over several blocks and a short last one."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3 * models.BLOCK_ROWS + 17, 3)) * [1.0, 1e3, 1e-3]
+    scaling = Scaling(tuple(X.mean(0)), tuple(X.std(0)), 0.5, 2.0)
+    torch.manual_seed(0)
+    model = models.build_model({"kind": "mlp", "n_features": 3, "hidden": [4], "activation": "tanh"})
+
+    def run(threads: int):
+        monkeypatch.setattr(models, "BLOCK_THREADS", threads)
+        tensor = models.scaled_tensor(X, scaling, torch.float32)
+        return tensor, models.predict(model, X, scaling)
+
+    (tensor_1, predicted_1), (tensor_2, predicted_2) = run(1), run(2)
+    assert torch.equal(tensor_1, tensor_2)
+    assert predicted_1.tobytes() == predicted_2.tobytes()
+    assert np.array_equal(tensor_1.numpy(), ((X - X.mean(0)) / X.std(0)).astype(np.float32))
+
+
+def test_the_range_check_finds_a_column_ruined_in_the_last_block_only():
+    X = np.ones((2 * models.BLOCK_ROWS + 5, 3))
+    X[:, 0] = np.arange(len(X))
+    X[-1, 1] = 1e300  # beyond float32: inf after conversion, in the last (short) block
+    X[:, 2] = 1.0 + np.arange(len(X)) * 1e-14  # differences below float32's resolution: one value
+    tensor = models.scaled_tensor(X, None, torch.float32)
+    assert models.lost_columns(tensor, X) == [1, 2]
+
+
+def test_an_error_in_one_block_reaches_the_caller():
+    def work(start: int, stop: int) -> None:
+        if start > 0:
+            raise ValueError(f"block at {start}")
+
+    with pytest.raises(ValueError, match="block at"):
+        models.each_block(3 * models.BLOCK_ROWS, work)

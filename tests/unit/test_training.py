@@ -328,3 +328,41 @@ def test_auto_keeps_a_model_whose_steps_are_too_small_for_a_gpu_on_the_cpu():
         assert training.choose_device("cuda", small, 8, 8_000_000)[0].type == "cuda"
     else:
         assert device.type == "cpu" and why is None
+
+
+def test_rows_gathered_ahead_on_a_second_thread_are_the_rows_in_order():
+    """gathered() hands out each chunk's rows in the chunks' order, the same values a gather in line gives,
+    and stops its thread when the caller stops early."""
+    generator = torch.Generator().manual_seed(1)
+    X, y = torch.randn(1000, 3, generator=generator), torch.randn(1000, generator=generator)
+    chunks = training.minibatches(1000, 96, generator)  # 11 chunks, the last of 40 rows
+    got = list(training.gathered(X, y, chunks))
+    assert len(got) == len(chunks) == 11
+    for (X_rows, y_rows), rows in zip(got, chunks, strict=True):
+        assert torch.equal(X_rows, X[rows.long()]) and torch.equal(y_rows, y[rows.long()])
+    assert [len(r) for _, r in training.gathered(X, y, chunks[:1])] == [96]  # one chunk: no thread
+    first = training.gathered(X, y, chunks)
+    next(first)
+    first.close()  # the pool shuts down; nothing left running
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name.startswith("gather")]
+
+
+def test_minibatch_training_gives_the_same_weights_whatever_the_number_of_gather_chunks(monkeypatch):
+    """Gathering ahead changes only when rows are fetched: many chunks (a thread) and one chunk (in line)
+    train bit-identical weights."""
+    spec = ModelSpec(name="mlp", kind="mlp", hidden=(5,), activation="tanh", lr=0.01, epochs=3, batch_size=16)
+    generator = torch.Generator().manual_seed(2)
+    X, y = torch.randn(500, 2, generator=generator), torch.randn(500, generator=generator)
+
+    def weights(gather_batches: int):
+        monkeypatch.setattr(training, "GATHER_BATCHES", gather_batches)
+        torch.manual_seed(0)
+        model = models.build_model({"kind": "mlp", "n_features": 2, "hidden": [5], "activation": "tanh"})
+        log = training.fit(model, X, y, spec, seed=4)
+        return log.losses, [p.detach().clone() for p in model.parameters()]
+
+    (losses_many, many), (losses_one, one) = weights(2), weights(64)  # 16 chunks per epoch, then 1
+    assert losses_many == losses_one
+    assert all(torch.equal(a, b) for a, b in zip(many, one, strict=True))
