@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from stages.errors import UserError
-from stages.models import ACTIVATION_LAYERS, MLPRegressor, set_linear_coefficients
+from stages.models import ACTIVATION_LAYERS, BLOCK_THREADS, MLPRegressor, set_linear_coefficients
 from stages.params import ModelSpec
 from stages.prepared import Scaling, release
 
@@ -180,26 +180,39 @@ def solve_least_squares(X: np.ndarray, y: np.ndarray, block_rows: int = QR_BLOCK
         # correction to squares about the mean, n (mean - first)^2, cancels nothing that matters. (The
         # norms only balance the columns; a constant column still comes out 0.)
         first = np.asarray(X[0], dtype=np.float64)
-        X_sum, y_sum, shifted = np.zeros(n_features), 0.0, np.zeros(n_features)
-        for start in range(0, n_rows, block_rows):
-            block = X[start : start + block_rows]
-            X_sum += np.sum(block, axis=0, dtype=np.float64)
-            shifted += np.sum((block - first) ** 2, axis=0)
-            y_sum += float(np.sum(y[start : start + block_rows], dtype=np.float64))
+
+        def block_sums(start: int) -> tuple[np.ndarray, np.ndarray, float]:
+            block, y_block = X[start : start + block_rows], y[start : start + block_rows]
+            sums = np.sum(block, axis=0, dtype=np.float64), np.sum((block - first) ** 2, axis=0)
+            y_sum = float(np.sum(y_block, dtype=np.float64))
             release(block)
-            release(y[start : start + block_rows])
+            release(y_block)
+            return (*sums, y_sum)
+
+        # Each block's sums on BLOCK_THREADS threads, added up in block order: the bytes of one thread
+        X_sum, y_sum, shifted = np.zeros(n_features), 0.0, np.zeros(n_features)
+        with ThreadPoolExecutor(max_workers=BLOCK_THREADS, thread_name_prefix="sums") as pool:
+            for block_X_sum, block_shifted, block_y_sum in pool.map(block_sums, range(0, n_rows, block_rows)):
+                X_sum += block_X_sum
+                shifted += block_shifted
+                y_sum += block_y_sum
         X_mean, y_mean = X_sum / n_rows, y_sum / n_rows
         squares = np.maximum(shifted - n_rows * (X_mean - first) ** 2, 0.0)
     norms = np.sqrt(squares)
     norms[norms == 0] = 1.0  # a constant column gets weight 0
-    R = torch.zeros(0, n_features + 1, dtype=torch.float64)
-    for start in range(0, n_rows, block_rows):
+
+    def centred(start: int) -> torch.Tensor:
         block = np.empty((min(block_rows, n_rows - start), n_features + 1))
         block[:, :n_features] = (X[start : start + block_rows] - X_mean) / norms
         block[:, n_features] = y[start : start + block_rows] - y_mean
         release(X[start : start + block_rows])
         release(y[start : start + block_rows])
-        R = torch.linalg.qr(torch.cat([R, torch.from_numpy(block)]), mode="r").R
+        return torch.from_numpy(block)
+
+    # The next block is read and centred on a second thread while this one is reduced
+    R = torch.zeros(0, n_features + 1, dtype=torch.float64)
+    for block in one_ahead(centred, range(0, n_rows, block_rows), "centre"):
+        R = torch.linalg.qr(torch.cat([R, block]), mode="r").R
     R11, r = R[:, :n_features], R[:, n_features:]
     solution = torch.linalg.lstsq(R11, r, driver="gelsd").solution
     residual = float(torch.sum((R11 @ solution - r) ** 2))  # includes R[p, p]^2 when R is square
@@ -411,16 +424,25 @@ def gathered(X: torch.Tensor, y: torch.Tensor, chunks: tuple[torch.Tensor, ...])
     so on two cores they overlap; the rows and the order are the same as gathering in line.
     """
     gather = lambda rows: (X.index_select(0, rows), y.index_select(0, rows))  # noqa: E731
-    if X.device.type != "cpu" or len(chunks) == 1:
+    if X.device.type != "cpu":
         yield from map(gather, chunks)
+    else:
+        yield from one_ahead(gather, chunks, "gather")
+
+
+def one_ahead(work: Callable, items, name: str):
+    """work(item) for each item in order, the next one computed on a second thread while the caller uses
+    this one (in line where there is a single item). The thread stops when the caller stops iterating."""
+    if len(items) <= 1:
+        yield from map(work, items)
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gather") as pool:
-        pending = pool.submit(gather, chunks[0])
-        for following in (*chunks[1:], None):
-            rows = pending.result()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
+        pending = pool.submit(work, items[0])
+        for following in (*items[1:], None):
+            done = pending.result()
             if following is not None:
-                pending = pool.submit(gather, following)
-            yield rows
+                pending = pool.submit(work, following)
+            yield done
 
 
 def _check_finite(spec: ModelSpec, value: float, where: str) -> None:

@@ -366,3 +366,21 @@ def test_minibatch_training_gives_the_same_weights_whatever_the_number_of_gather
     (losses_many, many), (losses_one, one) = weights(2), weights(64)  # 16 chunks per epoch, then 1
     assert losses_many == losses_one
     assert all(torch.equal(a, b) for a, b in zip(many, one, strict=True))
+
+
+def test_the_streaming_least_squares_gives_the_same_bytes_on_one_thread_and_several(monkeypatch):
+    """Block sums on several threads are added in block order and the next block is centred ahead on a
+    second thread: the same coefficients to the bit as one thread, and numpy's answer to rounding."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(5000, 4)) * [1.0, 100.0, 0.01, 5.0] + [3.0, -50.0, 0.2, 1e3]
+    y = X @ np.array([1.5, -0.02, 40.0, 0.3]) + 2.0 + rng.normal(size=5000)
+
+    def solve(threads: int) -> training.LeastSquares:
+        monkeypatch.setattr(training, "BLOCK_THREADS", threads)
+        return training.solve_least_squares(X, y, block_rows=256)  # 20 blocks, the last of 136 rows
+
+    one, several = solve(1), solve(3)
+    assert one.weight.numpy().tobytes() == several.weight.numpy().tobytes()
+    assert float(one.bias) == float(several.bias) and one.mse == several.mse
+    expected = np.linalg.lstsq(np.column_stack([X, np.ones(len(X))]), y, rcond=None)[0]
+    np.testing.assert_allclose(one.weight.numpy(), expected[:4], rtol=1e-9)
