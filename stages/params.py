@@ -19,6 +19,7 @@ SOLVERS = ("adam", "lbfgs", "exact")
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
+BACKENDS = ("auto", "gloo", "nccl")
 MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 # A model's name is in its file names (models/<name>.summary.txt, and a temporary file beside it): well
 # under the 255 bytes a file name may have.
@@ -36,12 +37,27 @@ class DataParams:
 
 
 @dataclass(frozen=True)
+class Distributed:
+    """train.distributed: worker processes started through torchrun (torch.distributed.run)."""
+
+    nproc_per_node: int = 1  # worker processes on this machine; 1 (and nnodes 1) = no torch.distributed
+    nnodes: int = 1  # machines taking part
+    rdzv_endpoint: str = "127.0.0.1:29400"  # host:port of node 0, reachable from every node
+    backend: str = "auto"  # gloo on the CPU, nccl on CUDA
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+
+@dataclass(frozen=True)
 class TrainParams:
     seed: int = 0
     log_every: int = 100
     dtype: str = "float32"
     # cpu unless asked: a GPU gives different bits, and a dvc.lock must reproduce on every machine
     device: str = "cpu"
+    distributed: Distributed = Distributed()
 
 
 @dataclass(frozen=True)
@@ -206,11 +222,36 @@ DATA_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "standardize": _boolean,
 }
 DATA_REQUIRED = ("path", "features", "target")
+
+
+def _endpoint(key: str, value: Any) -> str:
+    text = _text(key, value)
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ParamsError(f"{key} must be host:port of node 0, e.g. 127.0.0.1:29400, got {text!r}")
+    return text
+
+
+DISTRIBUTED_FIELDS: dict[str, Callable[[str, Any], Any]] = {
+    "nproc_per_node": _integer(minimum=1, maximum=1024),
+    "nnodes": _integer(minimum=1, maximum=1024),
+    "rdzv_endpoint": _endpoint,
+    "backend": _choice(BACKENDS),
+}
+
+
+def _distributed(key: str, value: Any) -> Distributed:
+    if not isinstance(value, Mapping):
+        raise ParamsError(f"{key} must be a mapping, e.g. {{nproc_per_node: 2}}, got {_describe(value)}")
+    return Distributed(**_checked(value, DISTRIBUTED_FIELDS, f"{key}."))
+
+
 TRAIN_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "seed": _integer(minimum=0, maximum=SEED_MAX),
     "log_every": _integer(minimum=1),
     "dtype": _choice(DTYPES),
     "device": _choice(DEVICES),
+    "distributed": _distributed,
 }
 EARLY_STOPPING_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "validation_fraction": _number(lambda v: 0.0 < v < 1.0, "in (0, 1)"),
@@ -316,6 +357,24 @@ def _model_spec(name: Any, raw: Any) -> ModelSpec:
     return ModelSpec(name=name, **fields)
 
 
+def _check_distributed(train: TrainParams, models: Mapping[str, ModelSpec]) -> None:
+    """What train.distributed does not cover (yet), refused before any worker starts."""
+    workers = train.distributed.world_size
+    if workers == 1:
+        return
+    for name, spec in models.items():
+        if spec.early_stopping is not None:
+            raise ParamsError(f"models.{name}.early_stopping is not supported with train.distributed ({workers} "
+                              "workers): remove one of them")  # fmt: skip
+        if spec.solver == "lbfgs":
+            raise ParamsError(f"models.{name}.solver lbfgs is not supported with train.distributed: use adam or exact")
+        if spec.kind == "mlp" and spec.batch_size and spec.batch_size % workers:
+            raise ParamsError(
+                f"models.{name}.batch_size {spec.batch_size} must be a multiple of the {workers} workers of "
+                "train.distributed (nproc_per_node x nnodes): each takes an equal part of every batch"
+            )
+
+
 def parse_params(raw: Any, source: str | Path = PARAMS_FILE) -> Params:
     """Check a loaded params.yaml against the schema and return it typed; errors name `source`."""
     try:
@@ -341,6 +400,7 @@ def _parse(raw: Any, source: str) -> Params:
             "models is empty; add at least one model, e.g. linear: {kind: linear, lr: 0.07, epochs: 1000}"
         )
     models = {name: _model_spec(name, spec) for name, spec in models_raw.items()}
+    _check_distributed(train, models)
     return Params(data=data, train=train, models=models, source=source)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from stages import paths
+from stages import distributed, paths
 from stages.errors import UserError, run_stage
 from stages.io import atomic_open, write_bytes, write_json, write_text
 from stages.params import ModelSpec, TrainParams, load_params
@@ -133,6 +133,8 @@ def fit_model(
     device,
     say: Callable[[str], None] = print,
     on_epoch: Callable[..., None] = lambda epoch, loss, validation=None: None,
+    shard=None,
+    collective=None,
 ) -> TrainedModel:
     """Build the model `spec` names, fit it on the training rows (seeded by settings.seed) on `device`,
     and predict every prepared row. With early stopping, a seeded part of the training rows is held out for
@@ -150,24 +152,32 @@ def fit_model(
     held_out = held_out_rows(spec, len(split.y_train), settings.seed)
     fitting = split if held_out is None else replace(split, X_train=split.X_train[held_out[0]],
                                                      y_train=split.y_train[held_out[0]])  # fmt: skip
+    if shard is not None:  # train.distributed: this worker maps and trains on its slice of the rows only
+        low, high = shard.bounds(len(split.y_train))
+        fitting = replace(split, X_train=split.X_train[low:high], y_train=split.y_train[low:high])
     how = training.describe_training(spec, len(fitting.y_train))
     where = "cpu" if spec.method == "exact" else device
     # With data.standardize the loss is that of the scaled target: the metrics' MSE over y_std squared.
     units = f"; loss in standardized units (MSE / {split.scaling.y_std:.6g}^2)" if split.scaling else ""
     validating = "" if held_out is None else f" (and {len(held_out[1])} held out for validation)"
+    workers = "" if shard is None else f" on each of {shard.world} workers"
     say(
-        f"train@{spec.name}: {len(fitting.y_train)} rows{validating} x {len(split.features)} feature(s), {how}, "
-        f"{arch['dtype']} on {where}{units}"
+        f"train@{spec.name}: {len(fitting.y_train)} rows{workers}{validating} x {len(split.features)} feature(s), "
+        f"{how}, {arch['dtype']} on {where}{units}"
     )
 
     if spec.method == "exact":
         # Straight from the mapped float64 rows in blocks: one pass of QR, no tensor of the table.
-        history, least_squares = training.fit_exact(model, split.X_train, split.y_train, split.scaling, on_epoch)
+        history, least_squares = training.fit_exact(
+            model, fitting.X_train, fitting.y_train, split.scaling, on_epoch, collective, split.X_train[0]
+        )
         least_squares_mse = least_squares.mse
     else:
         if spec.kind == "linear":
             # The reference for evaluate's optimality gap: float64 least squares, original units.
-            least_squares_mse = training.solve_least_squares(fitting.X_train, fitting.y_train).mse
+            least_squares_mse = training.solve_least_squares(
+                fitting.X_train, fitting.y_train, collective=collective, first_row=split.X_train[0]
+            ).mse
         dtype = getattr(torch, arch["dtype"])
         X = models.scaled_tensor(fitting.X_train, split.scaling, dtype)
         y = models.scaled_target(fitting.y_train, split.scaling, dtype)
@@ -178,15 +188,19 @@ def fit_model(
         if held_out is not None:
             X_valid = models.scaled_tensor(split.X_train[held_out[1]], split.scaling, dtype).to(device)
             validation = (X_valid, models.scaled_target(split.y_train[held_out[1]], split.scaling, dtype).to(device))
-        history = training.train_model(model, X, y, spec, settings.seed, on_epoch, validation)
+        shuffle_seed = None if shard is None else shard.seed(settings.seed)
+        history = training.train_model(model, X, y, spec, settings.seed, on_epoch, validation, collective, shuffle_seed)
         del X, y, validation  # before predicting: the tensors are the largest thing here
         model.cpu()
     # Every training row in order (with early stopping, the fitted and the held-out ones), then every test
     # row, from the mapped rows in the blocks scaled_tensor makes: the outputs the training tensor would give.
+    # With train.distributed, rank 0 alone (it alone writes the outputs; every worker holds the same model).
     n_train = len(split.y_train)
-    predictions = np.empty(n_train + len(split.y_test))
-    predictions[:n_train] = models.predict(model, split.X_train, split.scaling)
-    predictions[n_train:] = models.predict(model, split.X_test, split.scaling)
+    predictions = None
+    if shard is None or shard.rank == 0:
+        predictions = np.empty(n_train + len(split.y_test))
+        predictions[:n_train] = models.predict(model, split.X_train, split.scaling)
+        predictions[n_train:] = models.predict(model, split.X_test, split.scaling)
 
     card = {
         "name": spec.name,
@@ -200,6 +214,8 @@ def fit_model(
     if spec.kind == "linear":
         card["coefficients"] = models.linear_coefficients(model, split.features, split.scaling)
         card["least_squares_mse"] = least_squares_mse
+    if shard is not None:
+        card["distributed"] = {"workers": shard.world}  # the minibatch order depends on the worker count
     if held_out is not None:
         card["early_stopping"] = {
             "validation_fraction": spec.early_stopping.validation_fraction,
@@ -242,10 +258,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model", help="name of the model under `models:` in params.yaml")
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--prepared", default=str(PREPARED_DIR), help=f"prepared splits (default: {PREPARED_DIR})")
+    parser.add_argument(
+        "--node-rank", type=int, default=0,
+        help="this machine's rank among train.distributed.nnodes: 0 where dvc repro runs the stage, 1, 2, ... "
+        "on the others (default: 0)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
     spec = params.model(args.model)
+    shard = distributed.worker_shard()
+    wanted = params.train.distributed
+    if shard is None and wanted.world_size > 1:
+        distributed.launch(args.model, args.params, args.prepared, args.node_rank, wanted)
+        return
+    try:
+        train_and_write(args, params, spec, shard)
+    except UserError as err:
+        if shard is None or shard.world == 1:
+            raise
+        raise UserError(f"rank {shard.rank}: {err}") from None
+    finally:
+        if shard is not None:
+            distributed.finish()
+
+
+def train_and_write(args, params, spec: ModelSpec, shard) -> None:
     split = read_split(args.prepared, mmap=True)
 
     import torch  # after the cheap checks: importing torch takes seconds
@@ -259,8 +297,15 @@ def main(argv: list[str] | None = None) -> None:
     device, why = choose_device(params.train.device, spec, n_features, len(split.y_train), params.source)
     if why:
         print(f"train@{spec.name}: {why}")
+    collective = None
+    if shard is not None:
+        collective = distributed.init(shard, params.train.distributed.backend, device.type)
+    if shard is not None and shard.rank != 0:  # rank 0 reports and writes; the others train
+        fit_model(spec, params.train, split, device, say=lambda line: None, shard=shard, collective=collective)
+        return
     log = EpochLog(spec, params.train.log_every)
-    trained = fit_model(spec, params.train, split, device, say=lambda line: print(line, flush=True), on_epoch=log)
+    trained = fit_model(spec, params.train, split, device, say=lambda line: print(line, flush=True), on_epoch=log,
+                        shard=shard, collective=collective)  # fmt: skip
     log.close()
     if "early_stopping" in trained.card:
         print(early_stopping_line(spec.name, trained.card, spec.epochs))

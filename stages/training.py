@@ -139,9 +139,12 @@ def train_model(
     seed: int,
     on_epoch: Callable[..., None] = lambda epoch, loss, validation=None: None,
     validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+    collective=None,
+    shuffle_seed: int | None = None,
 ) -> TrainingLog:
     """Fit `model` in place with the solver its spec names; with spec.early_stopping, on (X, y) while
-    watching the loss on `validation` (rows held out of the training split), ending with the best weights."""
+    watching the loss on `validation` (rows held out of the training split), ending with the best weights.
+    With train.distributed, (X, y) is this worker's shard and `collective` averages over the workers."""
     if spec.method == "exact":
         return fit_exact(model, X.double().cpu().numpy(), y.double().cpu().numpy(), None, on_epoch)[0]
     stopper = None
@@ -151,7 +154,7 @@ def train_model(
         stopper = EarlyStopper(model, *validation, spec.early_stopping.patience)
     if spec.method == "lbfgs":
         return fit_lbfgs(model, X, y, spec, on_epoch, stopper)
-    return fit(model, X, y, spec, seed, on_epoch, stopper)
+    return fit(model, X, y, spec, seed, on_epoch, stopper, collective, shuffle_seed)
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,9 @@ class LeastSquares:
     mse: float  # the smallest mean squared error any y = X w + b reaches on these rows
 
 
-def solve_least_squares(X: np.ndarray, y: np.ndarray, block_rows: int = QR_BLOCK_ROWS) -> LeastSquares:
+def solve_least_squares(
+    X: np.ndarray, y: np.ndarray, block_rows: int = QR_BLOCK_ROWS, collective=None, first_row=None
+) -> LeastSquares:
     """Least squares y ~ X w + b in float64 by a streaming Householder QR; never the normal equations.
 
     Columns are centred and scaled to unit norm (which removes the intercept column and balances the
@@ -169,9 +174,14 @@ def solve_least_squares(X: np.ndarray, y: np.ndarray, block_rows: int = QR_BLOCK
     triangular factor R (torch.linalg.qr), so memory stays at one block of rows whatever the row count
     and the rows are read in one pass after the column statistics. The small system R w = Q'y is solved by
     SVD (gelsd), which also copes with collinear or constant columns.
+
+    With train.distributed (`collective`), X and y are this worker's shard and the solution is that of all
+    the workers' rows, as a tall-skinny QR: the column sums are summed over the workers (about `first_row`,
+    one row every worker reads), each worker reduces its shard to its R, and the workers' R factors,
+    stacked, are reduced once more. The coefficients equal one process's to rounding.
     """
     n_rows, n_features = X.shape
-    if n_rows <= block_rows:
+    if collective is None and n_rows <= block_rows:
         X_mean, y_mean = np.mean(X, axis=0, dtype=np.float64), float(np.mean(y, dtype=np.float64))
         squares = np.sum((X - X_mean) ** 2, axis=0)
     else:
@@ -179,7 +189,7 @@ def solve_least_squares(X: np.ndarray, y: np.ndarray, block_rows: int = QR_BLOCK
         # read): sums, and squares about the first row, a value of the data's own scale, so the
         # correction to squares about the mean, n (mean - first)^2, cancels nothing that matters. (The
         # norms only balance the columns; a constant column still comes out 0.)
-        first = np.asarray(X[0], dtype=np.float64)
+        first = np.asarray(X[0] if first_row is None else first_row, dtype=np.float64)
 
         def block_sums(start: int) -> tuple[np.ndarray, np.ndarray, float]:
             block, y_block = X[start : start + block_rows], y[start : start + block_rows]
@@ -196,13 +206,17 @@ def solve_least_squares(X: np.ndarray, y: np.ndarray, block_rows: int = QR_BLOCK
                 X_sum += block_X_sum
                 shifted += block_shifted
                 y_sum += block_y_sum
+        if collective is not None:
+            totals = collective.sum_(torch.from_numpy(np.concatenate([X_sum, shifted, [y_sum, float(n_rows)]])))
+            X_sum, shifted = totals[:n_features].numpy(), totals[n_features : 2 * n_features].numpy()
+            y_sum, n_rows = float(totals[-2]), int(totals[-1])
         X_mean, y_mean = X_sum / n_rows, y_sum / n_rows
         squares = np.maximum(shifted - n_rows * (X_mean - first) ** 2, 0.0)
     norms = np.sqrt(squares)
     norms[norms == 0] = 1.0  # a constant column gets weight 0
 
     def centred(start: int) -> torch.Tensor:
-        block = np.empty((min(block_rows, n_rows - start), n_features + 1))
+        block = np.empty((min(block_rows, len(X) - start), n_features + 1))
         block[:, :n_features] = (X[start : start + block_rows] - X_mean) / norms
         block[:, n_features] = y[start : start + block_rows] - y_mean
         release(X[start : start + block_rows])
@@ -211,8 +225,12 @@ def solve_least_squares(X: np.ndarray, y: np.ndarray, block_rows: int = QR_BLOCK
 
     # The next block is read and centred on a second thread while this one is reduced
     R = torch.zeros(0, n_features + 1, dtype=torch.float64)
-    for block in one_ahead(centred, range(0, n_rows, block_rows), "centre"):
+    for block in one_ahead(centred, range(0, len(X), block_rows), "centre"):
         R = torch.linalg.qr(torch.cat([R, block]), mode="r").R
+    if collective is not None:  # every worker's R (zero rows below a short one change nothing), reduced again
+        padded = torch.zeros(n_features + 1, n_features + 1, dtype=torch.float64)
+        padded[: len(R)] = R
+        R = torch.linalg.qr(torch.cat(collective.gather(padded)), mode="r").R
     R11, r = R[:, :n_features], R[:, n_features:]
     solution = torch.linalg.lstsq(R11, r, driver="gelsd").solution
     residual = float(torch.sum((R11 @ solution - r) ** 2))  # includes R[p, p]^2 when R is square
@@ -227,11 +245,13 @@ def fit_exact(
     y: np.ndarray,
     scaling: Scaling | None,
     on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
+    collective=None,
+    first_row=None,
 ) -> tuple[TrainingLog, LeastSquares]:
     """Least squares on the raw rows (float64, read block by block, so X may be a mapped file and no
     tensor of the table is ever made), put into the model in its units. The loss logged is the least
     mean squared error itself, in the model's units."""
-    solution = solve_least_squares(X, y)
+    solution = solve_least_squares(X, y, collective=collective, first_row=first_row)
     set_linear_coefficients(model, solution.weight.numpy(), float(solution.bias), scaling)
     loss = solution.mse if scaling is None else solution.mse / scaling.y_std**2
     on_epoch(1, loss)
@@ -245,6 +265,8 @@ def fit_lbfgs(
     spec: ModelSpec,
     on_epoch: Callable[..., None] = lambda epoch, loss, validation=None: None,
     stopper: EarlyStopper | None = None,
+    collective=None,
+    shuffle_seed: int | None = None,
 ) -> TrainingLog:
     """torch.optim.LBFGS with a strong-Wolfe line search; one epoch is one optimizer.step (<= 20 iterations)."""
     optimizer = torch.optim.LBFGS(model.parameters(), lr=spec.lr, max_iter=20, line_search_fn="strong_wolfe")
@@ -317,8 +339,9 @@ class MinibatchTrainer:
     tests/unit/test_training.py compares gradients and trajectories. Full-batch training keeps autograd
     and Adam above (its results are the committed ones)."""
 
-    def __init__(self, model: nn.Module, lr: float, weight_decay: float) -> None:
+    def __init__(self, model: nn.Module, lr: float, weight_decay: float, reduce: Callable | None = None) -> None:
         self.model, self.lr, self.weight_decay = model, lr, weight_decay
+        self.reduce = reduce  # averages the flat gradient over the workers (train.distributed), in place
         self.params = list(model.parameters())
         first = self.params[0]
         self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
@@ -374,6 +397,8 @@ class MinibatchTrainer:
                 torch.sum(d, 0, out=bias_grad)
                 if i:
                     d = _activation_grad(torch.mm(d, self.layers[i][0]), inputs[i], self.activation)
+        if self.reduce is not None:
+            self.reduce(self.grad)  # one all-reduce of every gradient, as DistributedDataParallel's buckets
         self._adam()
         return sse
 
@@ -469,6 +494,8 @@ def fit(
     seed: int,
     on_epoch: Callable[..., None] = lambda epoch, loss, validation=None: None,
     stopper: EarlyStopper | None = None,
+    collective=None,
+    shuffle_seed: int | None = None,
 ) -> TrainingLog:
     """Adam on the mean squared error; full batch unless spec.batch_size > 0 (shuffled minibatches, MLP);
     spec.weight_decay decays the weights as torch.optim.AdamW does.
@@ -481,7 +508,10 @@ def fit(
     """
     loss_fn = nn.MSELoss()
     n_rows = len(y)
-    batch = spec.batch_size if 0 < spec.batch_size < n_rows else 0
+    # With train.distributed (`collective`), X and y are this worker's shard, every worker has as many rows,
+    # and each takes batch_size / workers rows of every step's batch; gradients and losses are averaged.
+    world = 1 if collective is None else collective.world
+    batch = spec.batch_size // world if 0 < spec.batch_size < n_rows * world else 0
     losses: list[float] = []
     model.train()
     if not batch:
@@ -489,22 +519,28 @@ def fit(
         for epoch in range(1, spec.epochs + 1):
             optimizer.zero_grad()
             loss = loss_fn(model(X), y)
+            loss.backward()
+            if collective is not None:
+                for p in model.parameters():
+                    collective.mean_(p.grad)
+                loss = collective.mean_(loss.detach().clone())
             value = loss.item()
             _check_finite(spec, value, f"at step {epoch}")
-            loss.backward()
             optimizer.step()
             if _end_epoch(epoch, value, losses, on_epoch, stopper):
                 break
     else:
-        shuffle = torch.Generator().manual_seed(seed)
-        trainer = MinibatchTrainer(model, spec.lr, spec.weight_decay)
+        shuffle = torch.Generator().manual_seed(seed if shuffle_seed is None else shuffle_seed)
+        trainer = MinibatchTrainer(model, spec.lr, spec.weight_decay, None if collective is None else collective.mean_)
         try:
             for epoch in range(1, spec.epochs + 1):
                 total = torch.zeros((), dtype=X.dtype, device=X.device)
                 for X_rows, y_rows in gathered(X, y, minibatches(n_rows, batch * GATHER_BATCHES, shuffle, X.device)):
                     for start in range(0, len(y_rows), batch):
                         total += trainer.step(X_rows[start : start + batch], y_rows[start : start + batch])
-                value = (total / n_rows).item()
+                if collective is not None:
+                    collective.sum_(total)
+                value = (total / (n_rows * world)).item()
                 _check_finite(spec, value, f"in epoch {epoch}")
                 if _end_epoch(epoch, value, losses, on_epoch, stopper):
                     break

@@ -1,0 +1,142 @@
+"""train.distributed: one model trained by several worker processes, on one machine or several, started
+through torchrun (torch.distributed.run) and talking through torch.distributed (gloo on the CPU, NCCL on
+CUDA). Nothing here schedules or transports anything itself.
+
+The stage process (`dvc repro`, or `python -m stages.train <model> --node-rank K` on another machine) runs
+torchrun, which starts train.distributed.nproc_per_node copies of `python -m stages.train <model>` on this
+machine; they find the other machines' workers at train.distributed.rdzv_endpoint. Each worker trains on
+its shard of the training rows; gradients (and the exact solver's small R factors) are combined with
+collectives, so every worker holds the same model, and rank 0 alone writes the outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from stages.errors import UserError
+from stages.params import Distributed
+
+# torchrun sets these in every worker it starts
+WORKER_VARIABLES = ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This worker's part of the training rows: `rank` of `world` equal, consecutive slices."""
+
+    rank: int
+    world: int
+
+    def bounds(self, n_rows: int) -> tuple[int, int]:
+        """Every worker gets n_rows // world rows (the last n_rows % world rows are not trained on), so every
+        worker takes the same number of steps: collectives must pair up."""
+        size = n_rows // self.world
+        return self.rank * size, (self.rank + 1) * size
+
+    def seed(self, seed: int) -> int:
+        """The seed of this worker's minibatch order: `seed` itself in one process (today's order), one
+        derived from (seed, rank) otherwise."""
+        if self.world == 1:
+            return seed
+        return int(np.random.SeedSequence([seed, self.rank]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def worker_shard() -> Shard | None:
+    """This process's shard when torchrun started it, else None."""
+    if not all(name in os.environ for name in WORKER_VARIABLES):
+        return None
+    return Shard(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]))
+
+
+class Collective:
+    """The all-reduces training needs, over every worker (torch.distributed's default group)."""
+
+    def __init__(self, world: int) -> None:
+        import torch.distributed
+
+        self.dist, self.world = torch.distributed, world
+
+    def sum_(self, tensor):
+        self.dist.all_reduce(tensor)
+        return tensor
+
+    def mean_(self, tensor):
+        self.dist.all_reduce(tensor)
+        return tensor.div_(self.world)
+
+    def gather(self, tensor) -> list:
+        """Every worker's `tensor` (same shape everywhere), in rank order."""
+        parts = [tensor.new_empty(tensor.shape) for _ in range(self.world)]
+        self.dist.all_gather(parts, tensor.contiguous())
+        return parts
+
+
+def init(shard: Shard, backend: str, device_type: str) -> Collective:
+    import torch.distributed
+
+    chosen = backend if backend != "auto" else ("nccl" if device_type == "cuda" else "gloo")
+    torch.distributed.init_process_group(chosen)
+    return Collective(shard.world)
+
+
+def finish() -> None:
+    import torch.distributed
+
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def launch(model: str, params_path: str, prepared: str, node_rank: int, d: Distributed) -> None:
+    """Run this machine's workers through torchrun and wait for them. A failure in any worker (here or on
+    another machine) is one line: the worker's own `error:` line when it has one (exit 2), else which rank
+    stopped and how (exit 1). Ctrl-C or a SIGTERM stops torchrun, which stops its workers."""
+    if node_rank >= d.nnodes:
+        raise UserError(f"--node-rank {node_rank} is not below train.distributed.nnodes {d.nnodes}")
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={d.nnodes}",
+               f"--nproc-per-node={d.nproc_per_node}", "--max-restarts=0"]  # fmt: skip
+    if d.nnodes == 1:
+        command.append("--standalone")  # a free port on this machine: runs side by side never collide
+    else:
+        host, port = d.rdzv_endpoint.rsplit(":", 1)
+        command += [f"--node-rank={node_rank}", f"--master-addr={host}", f"--master-port={port}"]
+    command += ["-m", "stages.train", model, "--params", params_path, "--prepared", prepared]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environment)
+    try:
+        _, errors = torchrun.communicate()
+    except BaseException:
+        torchrun.send_signal(signal.SIGTERM)
+        try:
+            torchrun.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            torchrun.kill()
+        raise
+    if torchrun.returncode == 0:
+        return
+    own = [line[len("error: ") :] for line in errors.splitlines() if line.startswith("error: ")]
+    if own:
+        raise UserError(own[0])
+    print(f"error: {failure_line(model, errors, torchrun.returncode)}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def failure_line(model: str, errors: str, returncode: int) -> str:
+    """One line from torchrun's report of a worker that stopped without an `error:` line of its own."""
+    rank = re.search(r"rank\s*:\s*(\d+)", errors)
+    code = re.search(r"exitcode\s*:\s*(-?\d+)", errors)
+    who = f"worker rank {rank.group(1)}" if rank else "a worker"
+    how = f"exit code {code.group(1)}" if code else f"torchrun's exit code {returncode}"
+    if code and int(code.group(1)) < 0:
+        number = -int(code.group(1))
+        name = signal.Signals(number).name if number in signal.valid_signals() else "unknown"
+        how = f"signal {number} ({name})"
+    return (
+        f"train@{model}: {who} stopped ({how}); the others were stopped and no output was written: run dvc repro again"
+    )

@@ -1,0 +1,143 @@
+"""train.distributed end to end: real torchrun workers (gloo) on a table of 6,000 rows, against one process;
+two "nodes" on this machine; a worker killed mid-training; what is refused before any worker starts."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.helpers import clone_project, run_module, stage_env, write_params
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    repo = clone_project(tmp_path_factory.mktemp("distributed"))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6000, 3))
+    y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2] + 0.1 * rng.normal(size=len(X))
+    np.savetxt(repo / "data" / "table.csv", np.column_stack([X, y]), delimiter=",", header="a,b,c,y",
+               comments="", fmt="%.9g")  # fmt: skip
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(path="data/table.csv", features=["a", "b", "c"], target="y", test_size=0.2)
+    params["models"] = {
+        "linear": {"kind": "linear", "solver": "exact"},
+        "mlp": {"kind": "mlp", "hidden": [8], "activation": "tanh", "lr": 0.01, "epochs": 4, "batch_size": 128},
+    }
+    write_params(repo, params)
+    assert run_module(repo, "prepare").returncode == 0
+    return repo
+
+
+def distributed(repo: Path, **settings) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["distributed"] = settings
+    write_params(repo, params)
+
+
+def trained(repo: Path, model: str, *args: str) -> tuple[bytes, dict, dict]:
+    """Train `model` and evaluate it: the .pt file's bytes, its card, its metrics."""
+    result = run_module(repo, "train", model, *args)
+    assert result.returncode == 0, result.stderr
+    assert run_module(repo, "evaluate", model).returncode == 0
+    card = json.loads((repo / "models" / f"{model}.json").read_text())
+    metrics = json.loads((repo / "metrics" / f"{model}.json").read_text())
+    return (repo / "models" / f"{model}.pt").read_bytes(), card, metrics
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_solve_exactly_as_one_process_and_train_a_close_mlp_the_same_way_twice(project):
+    distributed(project, nproc_per_node=1)
+    _, one_linear, _ = trained(project, "linear")
+    _, _, one_mlp = trained(project, "mlp")
+    distributed(project, nproc_per_node=2)
+    _, two_linear, _ = trained(project, "linear")
+    first, card, two_mlp = trained(project, "mlp")
+    again, *_ = trained(project, "mlp")
+
+    for key, value in one_linear["coefficients"].items():  # tall-skinny QR: one process's to rounding
+        assert two_linear["coefficients"][key] == pytest.approx(value, rel=1e-9, abs=1e-12)
+    # other minibatch orders (each worker shuffles its shard), the same model to within the draw's noise
+    assert two_mlp["test"]["mse"] == pytest.approx(one_mlp["test"]["mse"], rel=0.1)
+    assert card["distributed"] == {"workers": 2}
+    assert first == again  # a fixed world size: byte-identical models
+
+
+def test_two_nodes_of_one_worker_train_what_one_node_of_two_trains(project):
+    distributed(project, nproc_per_node=2)
+    two_workers, _, metrics = trained(project, "mlp")
+    distributed(project, nproc_per_node=1, nnodes=2, rdzv_endpoint=f"127.0.0.1:{free_port()}")
+    node_1 = subprocess.Popen([sys.executable, "-m", "stages.train", "mlp", "--node-rank", "1"], cwd=project,
+                              env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    two_nodes, _, node_metrics = trained(project, "mlp")  # node 0, as dvc repro runs it
+    assert node_1.wait(timeout=120) == 0, node_1.stderr.read()
+    assert node_metrics["test"]["mse"] == pytest.approx(metrics["test"]["mse"], rel=1e-6)
+    assert two_nodes == two_workers  # the same ranks, shards and seeds: the same bytes
+
+
+def test_a_node_rank_beyond_the_nodes_and_a_batch_the_workers_cannot_share_are_refused(project):
+    distributed(project, nproc_per_node=1, nnodes=2)
+    result = run_module(project, "train", "mlp", "--node-rank", "2")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --node-rank 2 is not below train.distributed.nnodes 2"
+    distributed(project, nproc_per_node=3)
+    result = run_module(project, "train", "mlp")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: params.yaml: models.mlp.batch_size 128 must be a multiple of the 3 workers of train.distributed "
+        "(nproc_per_node x nnodes): each takes an equal part of every batch"
+    )
+
+
+def test_a_worker_killed_mid_training_fails_the_stage_with_one_line_and_writes_nothing(project):
+    distributed(project, nproc_per_node=2)
+    trained(project, "mlp")
+    before = (project / "models" / "mlp.pt").read_bytes()
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["mlp"]["epochs"] = 100_000  # long enough to be killed in
+    write_params(project, params)
+    stage = subprocess.Popen([sys.executable, "-m", "stages.train", "mlp"], cwd=project, env=stage_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    workers = []
+    for _ in range(300):  # both workers started (torchrun runs them as python -u -m stages.train)
+        found = subprocess.run(["pgrep", "-f", "-P", str(child_of(stage.pid)), "stages.train"], capture_output=True,
+                               text=True).stdout.split()  # fmt: skip
+        if len(found) == 2:
+            workers = found
+            break
+        time.sleep(0.1)
+    assert len(workers) == 2
+    time.sleep(6)  # past importing torch and joining the group: training
+    started = time.monotonic()
+    subprocess.run(["kill", f"-{signal.SIGKILL.value}", workers[-1]], check=True)
+    _, errors = stage.communicate(timeout=60)
+    assert time.monotonic() - started < 60
+    assert stage.returncode == 1
+    lines = errors.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: train@mlp: worker rank ") and "SIGKILL" in lines[0]
+    assert (project / "models" / "mlp.pt").read_bytes() == before  # the last good output is kept
+
+
+def child_of(pid: int) -> int:
+    """The torchrun process the stage started."""
+    for _ in range(100):
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise AssertionError("torchrun did not start")
