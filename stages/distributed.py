@@ -18,9 +18,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-import numpy as np
-
-from stages.errors import UserError
+from stages.errors import UserError, debug_enabled
 from stages.params import Distributed
 
 # torchrun sets these in every worker it starts
@@ -40,13 +38,6 @@ class Shard:
         size = n_rows // self.world
         return self.rank * size, (self.rank + 1) * size
 
-    def seed(self, seed: int) -> int:
-        """The seed of this worker's minibatch order: `seed` itself in one process (today's order), one
-        derived from (seed, rank) otherwise."""
-        if self.world == 1:
-            return seed
-        return int(np.random.SeedSequence([seed, self.rank]).generate_state(1, np.uint64)[0] >> 1)
-
 
 def worker_shard() -> Shard | None:
     """This process's shard when torchrun started it, else None."""
@@ -58,10 +49,10 @@ def worker_shard() -> Shard | None:
 class Collective:
     """The all-reduces training needs, over every worker (torch.distributed's default group)."""
 
-    def __init__(self, world: int) -> None:
+    def __init__(self, rank: int, world: int) -> None:
         import torch.distributed
 
-        self.dist, self.world = torch.distributed, world
+        self.dist, self.rank, self.world = torch.distributed, rank, world
 
     def sum_(self, tensor):
         self.dist.all_reduce(tensor)
@@ -83,7 +74,7 @@ def init(shard: Shard, backend: str, device_type: str) -> Collective:
 
     chosen = backend if backend != "auto" else ("nccl" if device_type == "cuda" else "gloo")
     torch.distributed.init_process_group(chosen)
-    return Collective(shard.world)
+    return Collective(shard.rank, shard.world)
 
 
 def finish() -> None:
@@ -120,6 +111,8 @@ def launch(model: str, params_path: str, prepared: str, node_rank: int, d: Distr
         raise
     if torchrun.returncode == 0:
         return
+    if debug_enabled():  # the workers' tracebacks and torchrun's report, as they were
+        sys.stderr.write(errors)
     own = [line[len("error: ") :] for line in errors.splitlines() if line.startswith("error: ")]
     if own:
         raise UserError(own[0])

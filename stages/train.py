@@ -155,7 +155,7 @@ def fit_model(
     if shard is not None:  # train.distributed: this worker maps and trains on its slice of the rows only
         low, high = shard.bounds(len(split.y_train))
         fitting = replace(split, X_train=split.X_train[low:high], y_train=split.y_train[low:high])
-    how = training.describe_training(spec, len(fitting.y_train))
+    how = training.describe_training(spec, len(fitting.y_train) * (1 if shard is None else shard.world))
     where = "cpu" if spec.method == "exact" else device
     # With data.standardize the loss is that of the scaled target: the metrics' MSE over y_std squared.
     units = f"; loss in standardized units (MSE / {split.scaling.y_std:.6g}^2)" if split.scaling else ""
@@ -188,8 +188,7 @@ def fit_model(
         if held_out is not None:
             X_valid = models.scaled_tensor(split.X_train[held_out[1]], split.scaling, dtype).to(device)
             validation = (X_valid, models.scaled_target(split.y_train[held_out[1]], split.scaling, dtype).to(device))
-        shuffle_seed = None if shard is None else shard.seed(settings.seed)
-        history = training.train_model(model, X, y, spec, settings.seed, on_epoch, validation, collective, shuffle_seed)
+        history = training.train_model(model, X, y, spec, settings.seed, on_epoch, validation, collective)
         del X, y, validation  # before predicting: the tensors are the largest thing here
         model.cpu()
     # Every training row in order (with early stopping, the fitted and the held-out ones), then every test

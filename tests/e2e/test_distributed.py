@@ -72,8 +72,8 @@ def test_two_workers_solve_exactly_as_one_process_and_train_a_close_mlp_the_same
 
     for key, value in one_linear["coefficients"].items():  # tall-skinny QR: one process's to rounding
         assert two_linear["coefficients"][key] == pytest.approx(value, rel=1e-9, abs=1e-12)
-    # other minibatch orders (each worker shuffles its shard), the same model to within the draw's noise
-    assert two_mlp["test"]["mse"] == pytest.approx(one_mlp["test"]["mse"], rel=0.1)
+    # one process's minibatch order, each batch shared out: the same steps up to the order of the sums
+    assert two_mlp["test"]["mse"] == pytest.approx(one_mlp["test"]["mse"], rel=0.02)
     assert card["distributed"] == {"workers": 2}
     assert first == again  # a fixed world size: byte-identical models
 
