@@ -31,6 +31,7 @@ class Shard:
 
     rank: int
     world: int
+    local_rank: int = 0  # among this machine's workers
 
     def bounds(self, n_rows: int) -> tuple[int, int]:
         """Every worker gets n_rows // world rows (the last n_rows % world rows are not trained on), so every
@@ -43,7 +44,7 @@ def worker_shard() -> Shard | None:
     """This process's shard when torchrun started it, else None."""
     if not all(name in os.environ for name in WORKER_VARIABLES):
         return None
-    return Shard(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]))
+    return Shard(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
 
 
 class Collective:
@@ -67,6 +68,15 @@ class Collective:
         parts = [tensor.new_empty(tensor.shape) for _ in range(self.world)]
         self.dist.all_gather(parts, tensor.contiguous())
         return parts
+
+
+def check_rows(n_train: int, workers: int) -> None:
+    """Refused before any worker starts: a shard of fewer than 2 rows."""
+    if n_train // workers < 2:
+        raise UserError(
+            f"train.distributed has {workers} workers for {n_train} training rows: each needs at least 2; use "
+            "fewer workers (nproc_per_node x nnodes), or add rows"
+        )
 
 
 def init(shard: Shard, backend: str, device_type: str) -> Collective:

@@ -269,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     shard = distributed.worker_shard()
     wanted = params.train.distributed
     if shard is None and wanted.world_size > 1:
+        distributed.check_rows(len(read_split(args.prepared, mmap=True).y_train), wanted.world_size)
         distributed.launch(args.model, args.params, args.prepared, args.node_rank, wanted)
         return
     try:
@@ -298,6 +299,9 @@ def train_and_write(args, params, spec: ModelSpec, shard) -> None:
         print(f"train@{spec.name}: {why}")
     collective = None
     if shard is not None:
+        if device.type == "cuda":  # one GPU per worker of this machine (untested here: no GPU)
+            device = torch.device("cuda", shard.local_rank)
+            torch.cuda.set_device(device)
         collective = distributed.init(shard, params.train.distributed.backend, device.type)
     if shard is not None and shard.rank != 0:  # rank 0 reports and writes; the others train
         fit_model(spec, params.train, split, device, say=lambda line: None, shard=shard, collective=collective)

@@ -131,6 +131,21 @@ def test_a_worker_killed_mid_training_fails_the_stage_with_one_line_and_writes_n
     lines = errors.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: train@mlp: worker rank ") and "SIGKILL" in lines[0]
     assert (project / "models" / "mlp.pt").read_bytes() == before  # the last good output is kept
+    params["models"]["mlp"]["epochs"] = 4
+    write_params(project, params)
+    assert trained(project, "mlp")[0] == before  # and the next run succeeds, with the same bytes
+
+
+def test_more_workers_than_training_rows_is_refused_before_any_starts(tmp_path):
+    repo = clone_project(tmp_path)  # the seed data: 10 training rows
+    assert run_module(repo, "prepare").returncode == 0
+    distributed(repo, nproc_per_node=6)
+    result = run_module(repo, "train", "linear")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: train.distributed has 6 workers for 10 training rows: each needs at least 2; use fewer workers "
+        "(nproc_per_node x nnodes), or add rows\n"
+    )
 
 
 def child_of(pid: int) -> int:
