@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_reference import clone_project, env  # noqa: E402
 from bench_scale import FEATURES, place, table  # noqa: E402
 
+from tests.helpers import set_param  # noqa: E402
+
 MLP = {"kind": "mlp", "hidden": [128, 128], "activation": "relu", "lr": 0.01, "epochs": 8, "batch_size": 4096}
 
 
@@ -36,12 +38,6 @@ def run(project: Path, *args: str) -> float:
     if result.returncode != 0:
         sys.exit(f"error: {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     return time.perf_counter() - started
-
-
-def workers(project: Path, count: int) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["train"]["distributed"] = {"nproc_per_node": count}
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def main() -> None:
@@ -64,7 +60,7 @@ def main() -> None:
 
         results = {}
         for count in (1, 2):
-            workers(project, count)
+            set_param(project, "train.distributed", {"nproc_per_node": count})
             seconds = run(project, "stages.train", "mlp")
             run(project, "stages.evaluate", "mlp")
             mse = json.loads((project / "metrics" / "mlp.json").read_text())["test"]["mse"]

@@ -36,6 +36,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_reference import STAGE_COMMANDS, clone_project, env  # noqa: E402
 
+from tests.helpers import set_param  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 FEATURES = [f"f{i}" for i in range(1, 9)]
 FLOAT32_FROM = 100_000_000  # the scikit-learn script reads float32 from this many rows (float64 would not fit)
@@ -112,24 +114,12 @@ def test_mse(project: Path) -> dict[str, float]:
     return {m: json.loads((project / "metrics" / f"{m}.json").read_text())["test"]["mse"] for m in ("linear", "mlp")}
 
 
-def set_param(project: Path, section: str, key: str, value) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params[section][key] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def set_lr(project: Path, lr: float) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["models"]["mlp"]["lr"] = lr
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 def mlp_draws(project: Path, csv: Path, seeds: list[int]) -> tuple[list[float], list[float]]:
     """The MLP's test MSE for further seeds on both sides (train.seed, random_state): after 5 epochs it
     depends on the draw by more than 10%, so one draw against one draw says little."""
     ours = []
     for seed in seeds:
-        set_param(project, "train", "seed", seed)
+        set_param(project, "train.seed", seed)
         for module in ("stages.train", "stages.evaluate"):
             timed([sys.executable, "-m", module, "mlp"], project)
         ours.append(test_mse(project)["mlp"])
@@ -187,10 +177,10 @@ def main() -> None:
             shutil.rmtree(first)
             p_wall, p_rss, _ = timed(["dvc", "repro", "--force"], project)
             ours = test_mse(project)
-            set_lr(project, 0.02)  # the edit loop: one model's params, then `dvc repro`
+            set_param(project, "models.mlp.lr", 0.02)  # the edit loop: one model's params, then `dvc repro`
             e_wall, _, e_out = timed(["dvc", "repro"], project)
             reran = re.findall(r"Running stage '([^']+)'", e_out)
-            set_lr(project, 0.01)  # back to the benchmark's settings for what follows
+            set_param(project, "models.mlp.lr", 0.01)  # back to the benchmark's settings for what follows
             results[n_rows] = (p_wall, p_rss, s_wall, s_rss, ours, sk, e_wall, f_wall)
             print(
                 f"{n_rows:>11,} rows: cold pipeline {p_wall:7.2f} s {p_rss:7.0f} MiB | scikit-learn {s_wall:7.2f} s "

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ BLOCK_ROWS = 65536
 # (the stages' one intra-op thread each), so the bytes do not depend on this; numpy's copies and torch's
 # kernels let go of the GIL, so a second core halves the time where a table has many blocks.
 BLOCK_THREADS = max(1, min(4, os.cpu_count() or 1))
+T = TypeVar("T")
 ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
 
@@ -95,17 +97,14 @@ def _scaled_blocks(values: np.ndarray, mean, std, dtype: torch.dtype) -> torch.T
     return out
 
 
-def each_block(n_rows: int, work: Callable[[int, int], None]) -> None:
-    """work(start, stop) for every block of BLOCK_ROWS rows, on BLOCK_THREADS threads where there are
-    several blocks. `work` must touch only its own rows."""
-    bounds = [(start, min(start + BLOCK_ROWS, n_rows)) for start in range(0, n_rows, BLOCK_ROWS)]
+def each_block(n_rows: int, work: Callable[[int, int], T], block_rows: int = BLOCK_ROWS) -> list[T]:
+    """[work(start, stop) for every block of `block_rows` rows], in block order, computed on BLOCK_THREADS
+    threads where there are several blocks. `work` must touch only its own rows."""
+    bounds = [(start, min(start + block_rows, n_rows)) for start in range(0, n_rows, block_rows)]
     if len(bounds) <= 1 or BLOCK_THREADS == 1:
-        for start, stop in bounds:
-            work(start, stop)
-        return
+        return [work(start, stop) for start, stop in bounds]
     with ThreadPoolExecutor(max_workers=BLOCK_THREADS, thread_name_prefix="blocks") as pool:
-        for _ in pool.map(lambda bound: work(*bound), bounds):
-            pass  # re-raises the first block's exception
+        return list(pool.map(lambda bound: work(*bound), bounds))  # re-raises the first block's exception
 
 
 def scaled_tensor(X: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) -> torch.Tensor:
@@ -120,13 +119,8 @@ def lost_columns(values: torch.Tensor, original: np.ndarray) -> list[int]:
     ruined: no longer finite (beyond float32's ~3.4e38), or all equal though the original's were not
     (differences below float32's resolution). One pass of min and max over the tensor, block by block."""
     flat = values.reshape(len(values), -1)
-    lows, highs = (torch.empty(-(-len(flat) // BLOCK_ROWS), flat.shape[1], dtype=flat.dtype) for _ in range(2))
-
-    def block_range(start: int, stop: int) -> None:
-        lows[start // BLOCK_ROWS], highs[start // BLOCK_ROWS] = torch.aminmax(flat[start:stop], dim=0)
-
-    each_block(len(flat), block_range)
-    low, high = lows.amin(dim=0), highs.amax(dim=0)
+    lows, highs = zip(*each_block(len(flat), lambda start, stop: torch.aminmax(flat[start:stop], dim=0)), strict=True)
+    low, high = torch.stack(lows).amin(dim=0), torch.stack(highs).amax(dim=0)
     finite = torch.isfinite(low) & torch.isfinite(high)
     suspect = (~finite | (low == high)).nonzero().flatten().tolist()
     original = original.reshape(len(original), -1)

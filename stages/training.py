@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from stages.errors import UserError
-from stages.models import ACTIVATION_LAYERS, BLOCK_THREADS, MLPRegressor, set_linear_coefficients
+from stages.models import ACTIVATION_LAYERS, MLPRegressor, each_block, set_linear_coefficients
 from stages.params import ModelSpec
 from stages.prepared import Scaling, release
 
@@ -190,21 +190,20 @@ def solve_least_squares(
         # norms only balance the columns; a constant column still comes out 0.)
         first = np.asarray(X[0] if first_row is None else first_row, dtype=np.float64)
 
-        def block_sums(start: int) -> tuple[np.ndarray, np.ndarray, float]:
-            block, y_block = X[start : start + block_rows], y[start : start + block_rows]
+        def block_sums(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, float]:
+            block, y_block = X[start:stop], y[start:stop]
             sums = np.sum(block, axis=0, dtype=np.float64), np.sum((block - first) ** 2, axis=0)
             y_sum = float(np.sum(y_block, dtype=np.float64))
             release(block)
             release(y_block)
             return (*sums, y_sum)
 
-        # Each block's sums on BLOCK_THREADS threads, added up in block order: the bytes of one thread
+        # Each block's sums on several threads, added up in block order: the bytes of one thread
         X_sum, y_sum, shifted = np.zeros(n_features), 0.0, np.zeros(n_features)
-        with ThreadPoolExecutor(max_workers=BLOCK_THREADS, thread_name_prefix="sums") as pool:
-            for block_X_sum, block_shifted, block_y_sum in pool.map(block_sums, range(0, n_rows, block_rows)):
-                X_sum += block_X_sum
-                shifted += block_shifted
-                y_sum += block_y_sum
+        for block_X_sum, block_shifted, block_y_sum in each_block(n_rows, block_sums, block_rows):
+            X_sum += block_X_sum
+            shifted += block_shifted
+            y_sum += block_y_sum
         if collective is not None:
             totals = collective.sum_(torch.from_numpy(np.concatenate([X_sum, shifted, [y_sum, float(n_rows)]])))
             X_sum, shifted = totals[:n_features].numpy(), totals[n_features : 2 * n_features].numpy()
@@ -441,9 +440,9 @@ def minibatches(n_rows: int, batch_size: int, generator: torch.Generator, device
     return torch.randperm(n_rows, generator=generator, dtype=dtype).to(device).split(batch_size)
 
 
-def gathered(X: torch.Tensor, y: torch.Tensor, chunks: tuple[torch.Tensor, ...]):
-    """(X rows, y rows) of each chunk of row indices in turn; on the CPU, the next chunk's rows are gathered
-    by a second thread while the caller trains on these.
+def gathered(X: torch.Tensor, y: torch.Tensor, chunks: tuple[torch.Tensor, ...], ahead: bool = True):
+    """(X rows, y rows) of each chunk of row indices in turn; on the CPU and with `ahead`, the next chunk's
+    rows are gathered by a second thread while the caller trains on these.
 
     A chunk holds GATHER_BATCHES batches: one gather (index_select, not X[rows]: about 3x faster for random
     rows) instead of one per batch, each batch then a slice of it. The gather is mostly waiting for memory
@@ -451,7 +450,7 @@ def gathered(X: torch.Tensor, y: torch.Tensor, chunks: tuple[torch.Tensor, ...])
     so on two cores they overlap; the rows and the order are the same as gathering in line.
     """
     gather = lambda rows: (X.index_select(0, rows), y.index_select(0, rows))  # noqa: E731
-    if X.device.type != "cpu":
+    if X.device.type != "cpu" or not ahead:
         yield from map(gather, chunks)
     else:
         yield from one_ahead(gather, chunks, "gather")
@@ -567,7 +566,7 @@ def _fit_shards(model, X, y, spec: ModelSpec, seed: int, on_epoch, stopper, coll
     try:
         for epoch in range(1, spec.epochs + 1):
             total = torch.zeros((), dtype=X.dtype, device=X.device)
-            order = torch.cat(minibatches(n_rows * world, n_rows * world, shuffle))
+            order = minibatches(n_rows * world, n_rows * world, shuffle)[0]  # the whole permutation
             mine = (order >= low) & (order < low + n_rows)
             sizes = [min(batch, n_rows * world - start) for start in range(0, n_rows * world, batch)]
             flags = torch.zeros(len(sizes) * batch, dtype=torch.int32)
@@ -582,8 +581,7 @@ def _fit_shards(model, X, y, spec: ModelSpec, seed: int, on_epoch, stopper, coll
             bounds = np.cumsum([0, *counts])
             chunks = tuple(local[bounds[g.start] : bounds[g.stop]] for g in groups)
             # gathered in line: the workers already keep the cores busy (a gathering thread each: no faster)
-            gather = lambda rows: (X.index_select(0, rows), y.index_select(0, rows))  # noqa: E731
-            for group, (X_rows, y_rows) in zip(groups, map(gather, chunks), strict=True):
+            for group, (X_rows, y_rows) in zip(groups, gathered(X, y, chunks, ahead=False), strict=True):
                 offset = 0
                 for k in group:
                     rows = slice(offset, offset + counts[k])

@@ -376,7 +376,7 @@ def test_the_streaming_least_squares_gives_the_same_bytes_on_one_thread_and_seve
     y = X @ np.array([1.5, -0.02, 40.0, 0.3]) + 2.0 + rng.normal(size=5000)
 
     def solve(threads: int) -> training.LeastSquares:
-        monkeypatch.setattr(training, "BLOCK_THREADS", threads)
+        monkeypatch.setattr(models, "BLOCK_THREADS", threads)
         return training.solve_least_squares(X, y, block_rows=256)  # 20 blocks, the last of 136 rows
 
     one, several = solve(1), solve(3)
