@@ -16,13 +16,22 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from stages.errors import UserError, debug_enabled
+from stages.errors import INTERRUPTED, UserError, debug_enabled
 from stages.params import Distributed
 
 # torchrun sets these in every worker it starts
 WORKER_VARIABLES = ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "LOCAL_RANK")
+# What torchrun runs in each worker: this file (--run-path), in a process forked from torchrun's own, which
+# has imported torch already: the workers start training about a second sooner than new interpreters.
+TRAIN_SCRIPT = Path(__file__).resolve().with_name("train.py")
+# A worker whose collective fails because another worker vanished waits this long before it stops, so that
+# torchrun sees the worker that stopped first and the stage's error line names it.
+LOST_PEER_GRACE_S = 2.0
+LOST_PEER = "lost contact with another worker"
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,20 @@ class Collective:
         return parts
 
 
+def lost_peer(err: BaseException) -> bool:
+    """Whether a collective failed because another worker's connection closed: it stopped first."""
+    return re.search(r"closed by peer|reset by peer|Broken pipe", str(err)) is not None
+
+
+def stop_after_lost_peer(shard: Shard, err: BaseException) -> None:
+    """Stop this worker (exit code 1) a moment after the worker it lost: torchrun reports the first worker
+    it sees stopped, and that should be the one that caused it."""
+    time.sleep(LOST_PEER_GRACE_S)
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    print(f"rank {shard.rank}: {LOST_PEER} ({first})", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
 def check_rows(n_train: int, workers: int) -> None:
     """Refused before any worker starts: a shard of fewer than 2 rows."""
     if n_train // workers < 2:
@@ -107,8 +130,10 @@ def launch(model: str, params_path: str, prepared: str, node_rank: int, d: Distr
     else:
         host, port = d.rdzv_endpoint.rsplit(":", 1)
         command += [f"--node-rank={node_rank}", f"--master-addr={host}", f"--master-port={port}"]
-    command += ["-m", "stages.train", model, "--params", params_path, "--prepared", prepared]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command += ["--start-method=fork", "--run-path", str(TRAIN_SCRIPT), model, "--params", params_path,
+                "--prepared", prepared]  # fmt: skip
+    path = os.pathsep.join(filter(None, [str(TRAIN_SCRIPT.parents[1]), os.environ.get("PYTHONPATH")]))
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}  # `import stages` in the workers
     torchrun = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environment)
     try:
         _, errors = torchrun.communicate()
@@ -123,7 +148,9 @@ def launch(model: str, params_path: str, prepared: str, node_rank: int, d: Distr
         return
     if debug_enabled():  # the workers' tracebacks and torchrun's report, as they were
         sys.stderr.write(errors)
+    # A worker's own error line, not the one of a worker that torchrun stopped because another one failed
     own = [line[len("error: ") :] for line in errors.splitlines() if line.startswith("error: ")]
+    own = [line for line in own if line != INTERRUPTED]
     if own:
         raise UserError(own[0])
     print(f"error: {failure_line(model, errors, torchrun.returncode)}", file=sys.stderr)
@@ -132,9 +159,16 @@ def launch(model: str, params_path: str, prepared: str, node_rank: int, d: Distr
 
 def failure_line(model: str, errors: str, returncode: int) -> str:
     """One line from torchrun's report of a worker that stopped without an `error:` line of its own."""
-    rank = re.search(r"rank\s*:\s*(\d+)", errors)
-    code = re.search(r"exitcode\s*:\s*(-?\d+)", errors)
+    # torchrun's report: "  rank      : 1 (local_rank: 0)", "  exitcode  : -9 (pid: 123)"; its log lines
+    # before it say "local_rank: 0" too, which is no global rank
+    rank = re.search(r"^\s*rank\s*:\s*(\d+)", errors, re.MULTILINE)
+    code = re.search(r"^\s*exitcode\s*:\s*(-?\d+)", errors, re.MULTILINE)
     who = f"worker rank {rank.group(1)}" if rank else "a worker"
+    if rank and f"rank {rank.group(1)}: {LOST_PEER}" in errors:  # another machine's worker stopped first
+        return (
+            f"train@{model}: {who} {LOST_PEER}, which stopped or became unreachable (see that machine's "
+            "log); no output was written: run dvc repro again"
+        )
     how = f"exit code {code.group(1)}" if code else f"torchrun's exit code {returncode}"
     if code and int(code.group(1)) < 0:
         number = -int(code.group(1))

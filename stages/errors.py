@@ -15,6 +15,7 @@ from pathlib import Path
 DEBUG_ENV = "STAGES_DEBUG"
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+INTERRUPTED = "interrupted; this stage did not finish, run `dvc repro` again"
 WATCH_SECONDS = 0.5  # how often a stage started by a shell checks that dvc still runs
 
 
@@ -155,6 +156,6 @@ def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None =
     except KeyboardInterrupt:
         if debug_enabled():
             raise
-        print("error: interrupted; this stage did not finish, run `dvc repro` again", file=sys.stderr)
+        print(f"error: {INTERRUPTED}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0

@@ -278,6 +278,10 @@ def main(argv: list[str] | None = None) -> None:
         if shard is None or shard.world == 1:
             raise
         raise UserError(f"rank {shard.rank}: {err}") from None
+    except RuntimeError as err:
+        if shard is not None and shard.world > 1 and distributed.lost_peer(err):
+            distributed.stop_after_lost_peer(shard, err)
+        raise
     finally:
         if shard is not None:
             distributed.finish()
@@ -324,4 +328,6 @@ def train_and_write(args, params, spec: ModelSpec, shard) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage(main))
+    code = run_stage(main)
+    if code:
+        sys.exit(code)
