@@ -114,7 +114,7 @@ def test_a_worker_killed_mid_training_fails_the_stage_with_one_line_and_writes_n
     stage = subprocess.Popen([sys.executable, "-m", "stages.train", "mlp"], cwd=project, env=stage_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     workers = []
-    for _ in range(300):  # both workers started (torchrun runs them as python -u -m stages.train)
+    for _ in range(300):  # both workers started (torchrun forks them and runs stages/train.py in them)
         found = subprocess.run(["pgrep", "-f", "-P", str(child_of(stage.pid)), "stages.train"], capture_output=True,
                                text=True).stdout.split()  # fmt: skip
         if len(found) == 2:
