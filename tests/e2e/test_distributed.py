@@ -4,6 +4,7 @@ two "nodes" on this machine; a worker killed mid-training; what is refused befor
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -104,15 +105,15 @@ def test_a_node_rank_beyond_the_nodes_and_a_batch_the_workers_cannot_share_are_r
     )
 
 
-def test_a_worker_killed_mid_training_fails_the_stage_with_one_line_and_writes_nothing(project):
-    distributed(project, nproc_per_node=2)
-    trained(project, "mlp")
-    before = (project / "models" / "mlp.pt").read_bytes()
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["models"]["mlp"]["epochs"] = 100_000  # long enough to be killed in
-    write_params(project, params)
-    stage = subprocess.Popen([sys.executable, "-m", "stages.train", "mlp"], cwd=project, env=stage_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+def long_training(repo: Path) -> tuple[subprocess.Popen, list[str], dict]:
+    """Start train@mlp on two workers with epochs enough to be stopped in, in a session of its own (as a
+    terminal runs it); return it once both workers train, their pids, and the params to restore."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["models"]["mlp"]["epochs"] = 100_000
+    write_params(repo, params)
+    stage = subprocess.Popen([sys.executable, "-m", "stages.train", "mlp"], cwd=repo, env=stage_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # fmt: skip
     workers = []
     for _ in range(300):  # both workers started (torchrun forks them and runs stages/train.py in them)
         found = subprocess.run(["pgrep", "-f", "-P", str(child_of(stage.pid)), "stages.train"], capture_output=True,
@@ -122,7 +123,31 @@ def test_a_worker_killed_mid_training_fails_the_stage_with_one_line_and_writes_n
             break
         time.sleep(0.1)
     assert len(workers) == 2
-    time.sleep(6)  # past importing torch and joining the group: training
+    time.sleep(6)  # past joining the group: training
+    return stage, workers, params
+
+
+def test_ctrl_c_stops_every_worker_with_one_line_and_writes_nothing(project):
+    distributed(project, nproc_per_node=2)
+    before = trained(project, "mlp")[0]
+    stage, workers, params = long_training(project)
+    started = time.monotonic()
+    os.killpg(stage.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: every process of the group
+    _, errors = stage.communicate(timeout=60)
+    assert time.monotonic() - started < 30
+    assert stage.returncode == 130
+    assert errors.strip() == "error: interrupted; this stage did not finish, run `dvc repro` again"
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert (project / "models" / "mlp.pt").read_bytes() == before
+    params["models"]["mlp"]["epochs"] = 4
+    write_params(project, params)
+
+
+def test_a_worker_killed_mid_training_fails_the_stage_with_one_line_and_writes_nothing(project):
+    distributed(project, nproc_per_node=2)
+    trained(project, "mlp")
+    before = (project / "models" / "mlp.pt").read_bytes()
+    stage, workers, params = long_training(project)
     started = time.monotonic()
     subprocess.run(["kill", f"-{signal.SIGKILL.value}", workers[-1]], check=True)
     _, errors = stage.communicate(timeout=60)
