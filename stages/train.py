@@ -329,5 +329,5 @@ def train_and_write(args, params, spec: ModelSpec, shard) -> None:
 
 if __name__ == "__main__":
     code = run_stage(main)
-    if code:
+    if code:  # success returns: torchrun runs this file in its workers (--run-path), where exit(0) is a failure
         sys.exit(code)
