@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -159,6 +160,23 @@ def test_a_worker_killed_mid_training_fails_the_stage_with_one_line_and_writes_n
     params["models"]["mlp"]["epochs"] = 4
     write_params(project, params)
     assert trained(project, "mlp")[0] == before  # and the next run succeeds, with the same bytes
+
+
+def test_a_mistake_found_by_the_workers_is_one_line_with_a_rank_and_exit_2(project):
+    # Every worker finds it (the same gradients): one line, not one per worker, and not the "interrupted"
+    # of a worker that torchrun stopped once another had failed.
+    distributed(project, nproc_per_node=2)
+    before = trained(project, "mlp")[0]
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["mlp"]["lr"] = 1e30
+    write_params(project, params)
+    result = run_module(project, "train", "mlp")
+    params["models"]["mlp"]["lr"] = 0.01
+    write_params(project, params)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(r"error: rank [01]: models\.mlp: training diverged .*", lines[0])
+    assert (project / "models" / "mlp.pt").read_bytes() == before
 
 
 def test_more_workers_than_training_rows_is_refused_before_any_starts(tmp_path):
