@@ -358,16 +358,11 @@ def _model_spec(name: Any, raw: Any) -> ModelSpec:
 
 
 def _check_distributed(train: TrainParams, models: Mapping[str, ModelSpec]) -> None:
-    """What train.distributed does not cover (yet), refused before any worker starts."""
+    """What train.distributed cannot share out, refused before any worker starts."""
     workers = train.distributed.world_size
     if workers == 1:
         return
     for name, spec in models.items():
-        if spec.early_stopping is not None:
-            raise ParamsError(f"models.{name}.early_stopping is not supported with train.distributed ({workers} "
-                              "workers): remove one of them")  # fmt: skip
-        if spec.solver == "lbfgs":
-            raise ParamsError(f"models.{name}.solver lbfgs is not supported with train.distributed: use adam or exact")
         if spec.kind == "mlp" and spec.batch_size and spec.batch_size % workers:
             raise ParamsError(
                 f"models.{name}.batch_size {spec.batch_size} must be a multiple of the {workers} workers of "

@@ -4,6 +4,7 @@ summary, its predictions on every prepared row, and its loss per epoch."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -150,11 +151,16 @@ def fit_model(
     summary = models.format_summary(spec.name, arch, rows)
     say(summary)
     held_out = held_out_rows(spec, len(split.y_train), settings.seed)
-    fitting = split if held_out is None else replace(split, X_train=split.X_train[held_out[0]],
-                                                     y_train=split.y_train[held_out[0]])  # fmt: skip
-    if shard is not None:  # train.distributed: this worker maps and trains on its slice of the rows only
+    # train.distributed: this worker maps and trains on its slice of the rows only (of the rows left for
+    # fitting with early stopping: every worker watches the loss on all the validation rows)
+    if held_out is None and shard is None:
+        fitting = split
+    elif held_out is None:
         low, high = shard.bounds(len(split.y_train))
         fitting = replace(split, X_train=split.X_train[low:high], y_train=split.y_train[low:high])
+    else:
+        fit_rows = held_out[0] if shard is None else held_out[0][slice(*shard.bounds(len(held_out[0])))]
+        fitting = replace(split, X_train=split.X_train[fit_rows], y_train=split.y_train[fit_rows])
     how = training.describe_training(spec, len(fitting.y_train) * (1 if shard is None else shard.world))
     where = "cpu" if spec.method == "exact" else device
     # With data.standardize the loss is that of the scaled target: the metrics' MSE over y_std squared.
@@ -269,7 +275,10 @@ def main(argv: list[str] | None = None) -> None:
     shard = distributed.worker_shard()
     wanted = params.train.distributed
     if shard is None and wanted.world_size > 1:
-        distributed.check_rows(len(read_split(args.prepared, mmap=True).y_train), wanted.world_size)
+        n_train = len(read_split(args.prepared, mmap=True).y_train)
+        if spec.early_stopping is not None:  # the workers share the rows left after the validation rows
+            n_train -= math.ceil(spec.early_stopping.validation_fraction * n_train)
+        distributed.check_rows(n_train, wanted.world_size)
         distributed.launch(args.model, args.params, args.prepared, args.node_rank, wanted)
         return
     try:

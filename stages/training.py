@@ -152,7 +152,7 @@ def train_model(
             raise ValueError("early stopping needs validation rows")
         stopper = EarlyStopper(model, *validation, spec.early_stopping.patience)
     if spec.method == "lbfgs":
-        return fit_lbfgs(model, X, y, spec, on_epoch, stopper)
+        return fit_lbfgs(model, X, y, spec, on_epoch, stopper, collective)
     return fit(model, X, y, spec, seed, on_epoch, stopper, collective)
 
 
@@ -263,8 +263,11 @@ def fit_lbfgs(
     spec: ModelSpec,
     on_epoch: Callable[..., None] = lambda epoch, loss, validation=None: None,
     stopper: EarlyStopper | None = None,
+    collective=None,
 ) -> TrainingLog:
-    """torch.optim.LBFGS with a strong-Wolfe line search; one epoch is one optimizer.step (<= 20 iterations)."""
+    """torch.optim.LBFGS with a strong-Wolfe line search; one epoch is one optimizer.step (<= 20 iterations).
+    With train.distributed every loss and gradient the optimizer sees is the mean over the workers' equal
+    shards (the whole rows' mean), so every worker takes the same steps."""
     optimizer = torch.optim.LBFGS(model.parameters(), lr=spec.lr, max_iter=20, line_search_fn="strong_wolfe")
     loss_fn = nn.MSELoss()
     losses: list[float] = []
@@ -274,7 +277,11 @@ def fit_lbfgs(
         optimizer.zero_grad()
         loss = loss_fn(model(X), y)
         loss.backward()
-        return loss
+        if collective is None:
+            return loss
+        for p in model.parameters():
+            collective.mean_(p.grad)
+        return collective.mean_(loss.detach().clone())
 
     for epoch in range(1, spec.epochs + 1):
         value = optimizer.step(closure).item()
@@ -283,7 +290,8 @@ def fit_lbfgs(
             break
     if stopper is None:  # the step returns the loss before its last update: the epoch's final one instead
         with torch.no_grad():
-            final = float(loss_fn(model(X), y))
+            final = loss_fn(model(X), y)
+        final = float(final if collective is None else collective.mean_(final))
         _check_finite(spec, final, f"in epoch {spec.epochs}")
         losses[-1] = final
     _check_growth(spec, losses)

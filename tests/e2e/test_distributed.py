@@ -162,6 +162,47 @@ def test_a_worker_killed_mid_training_fails_the_stage_with_one_line_and_writes_n
     assert trained(project, "mlp")[0] == before  # and the next run succeeds, with the same bytes
 
 
+def test_lbfgs_and_early_stopping_train_on_the_workers_as_in_one_process(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    saved = dict(params["models"])
+    params["models"].update(
+        lbfgs={"kind": "linear", "solver": "lbfgs", "lr": 1.0, "epochs": 20},
+        early={
+            "kind": "mlp",
+            "hidden": [8],
+            "activation": "tanh",
+            "lr": 0.01,
+            "epochs": 40,
+            "batch_size": 128,
+            "early_stopping": {"validation_fraction": 0.2, "patience": 3},
+        },  # fmt: skip
+    )
+    write_params(project, params)
+    results = {}
+    for count in (1, 2):
+        distributed(project, nproc_per_node=count)
+        results[count] = {model: trained(project, model)[1:] for model in ("lbfgs", "early")}
+    params["models"] = saved
+    write_params(project, params)
+
+    # L-BFGS sees the mean loss and gradient of all the rows on every worker: the least-squares line, to
+    # float32's rounding (which the line search's path follows), and its test MSE
+    one, two = (results[count]["lbfgs"][0]["coefficients"] for count in (1, 2))
+    for key, value in one.items():
+        assert two[key] == pytest.approx(value, rel=1e-3, abs=1e-4)
+    mse_one, mse_two = (results[count]["lbfgs"][1]["test"]["mse"] for count in (1, 2))
+    assert mse_two == pytest.approx(mse_one, rel=1e-5)
+    # every worker watches the loss on all the validation rows and keeps the same best epoch's weights
+    (card_one, metrics_one), (card_two, metrics_two) = results[1]["early"], results[2]["early"]
+    stopping = card_two["early_stopping"]
+    assert stopping["validation_rows"] == card_one["early_stopping"]["validation_rows"] == 960
+    assert 1 <= stopping["best_epoch"] <= stopping["stopped_epoch"] <= 40
+    assert card_two["distributed"] == {"workers": 2}
+    assert metrics_two["validation"]["mse"] == pytest.approx(metrics_one["validation"]["mse"], rel=0.05)
+    loss = np.genfromtxt(project / "plots" / "loss" / "early.csv", delimiter=",", names=True)
+    assert loss["validation_loss"].min() == pytest.approx(stopping["best_validation_loss"], rel=1e-7)
+
+
 def test_a_mistake_found_by_the_workers_is_one_line_with_a_rank_and_exit_2(project):
     # Every worker finds it (the same gradients): one line, not one per worker, and not the "interrupted"
     # of a worker that torchrun stopped once another had failed.
