@@ -3,8 +3,8 @@ through torchrun (torch.distributed.run) and talking through torch.distributed (
 CUDA). Nothing here schedules or transports anything itself.
 
 The stage process (`dvc repro`, or `python -m stages.train <model> --node-rank K` on another machine) runs
-torchrun, which starts train.distributed.nproc_per_node copies of `python -m stages.train <model>` on this
-machine; they find the other machines' workers at train.distributed.rdzv_endpoint. Each worker trains on
+torchrun, which forks train.distributed.nproc_per_node workers on this machine and runs stages/train.py in
+each; they find the other machines' workers at train.distributed.rdzv_endpoint. Each worker trains on
 its shard of the training rows; gradients (and the exact solver's small R factors) are combined with
 collectives, so every worker holds the same model, and rank 0 alone writes the outputs.
 """

@@ -1,5 +1,6 @@
-"""train.distributed end to end: real torchrun workers (gloo) on a table of 6,000 rows, against one process;
-two "nodes" on this machine; a worker killed mid-training; what is refused before any worker starts."""
+"""train.distributed end to end: real torchrun workers (gloo) on a table of 6,000 rows, against one process
+(Adam, exact, L-BFGS, early stopping); two "nodes" on this machine; Ctrl-C, a worker killed mid-training and
+a mistake every worker finds; what is refused before any worker starts."""
 
 from __future__ import annotations
 
