@@ -1,6 +1,7 @@
 """The whole pipeline against a scikit-learn script on a large synthetic table.
 
     python benchmarks/bench_scale.py [--rows 1000000 10000000] [--huge] [--tables DIR] [--stages]
+                                     [--draws 3] [--plateau-seed 20]
 
 For each row count: writes a deterministic table (8 standard-normal features, a nonlinear target; kept
 in --tables DIR for the next run) and points a fresh copy of the project at it (linear `exact`, MLP hidden
@@ -14,6 +15,12 @@ in --tables DIR for the next run) and points a fresh copy of the project at it (
   edit loop   models.mlp.lr 0.01 -> 0.02 and `dvc repro` in the clone;
 and prints wall time, peak RSS (largest single process) and test MSE side by side, with the ratios of the
 cold run. --huge adds 10^8 rows (an 11 GiB CSV); --stages also times each stage alone.
+
+Below 10^8 rows the MLP is compared on a second table too, the "plateau" table (8 N(0, 1) features, a
+linear part with coefficients drawn in [-3, 3] from --plateau-seed, plus 2 sin(2 x1) + 0.5 x2 x3 and 0.1
+noise), where an MLP started badly stalls on a plateau: the same settings, seeds 0 to --draws - 1 on both
+sides. Every MLP run prints each epoch's training loss of both sides (MSE over the epoch's batches), so a
+stall shows.
 """
 
 from __future__ import annotations
@@ -63,6 +70,18 @@ def write_table(path: Path, n_rows: int) -> None:
             np.savetxt(handle, np.column_stack([X, y]), delimiter=",", fmt="%.10g")
 
 
+def write_plateau_table(path: Path, n_rows: int, coefficient_seed: int) -> None:
+    """The plateau table: y = X c + 2 sin(2 x1) + 0.5 x2 x3 + 0.1 noise, c uniform in [-3, 3]."""
+    coefficients = np.random.default_rng(coefficient_seed).uniform(-3, 3, 8)
+    rng = np.random.default_rng(coefficient_seed + 1)
+    with path.open("w") as handle:
+        handle.write(",".join([*FEATURES, "y"]) + "\n")
+        for start in range(0, n_rows, 200_000):
+            X = rng.standard_normal((min(200_000, n_rows - start), 8))
+            y = X @ coefficients + 2 * np.sin(2 * X[:, 0]) + 0.5 * X[:, 1] * X[:, 2] + 0.1 * rng.standard_normal(len(X))
+            np.savetxt(handle, np.column_stack([X, y]), delimiter=",", fmt="%.10g")
+
+
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
     """Wall seconds, peak RSS in MiB (largest process in the tree), stdout."""
     start = time.perf_counter()
@@ -89,13 +108,17 @@ def pipeline_params(project: Path) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def table(folder: Path, n_rows: int) -> Path:
-    """The benchmark table of n_rows rows in `folder`, written once and kept there."""
-    path = folder / f"bench_{n_rows}.csv"
+def table(folder: Path, n_rows: int, plateau_seed: int | None = None) -> Path:
+    """The benchmark table (or with `plateau_seed`, the plateau table) of n_rows rows in `folder`, written
+    once and kept there."""
+    path = folder / (f"bench_{n_rows}.csv" if plateau_seed is None else f"plateau_{plateau_seed}_{n_rows}.csv")
     if not path.exists():
         started = time.perf_counter()
         partial = path.with_suffix(".partial")
-        write_table(partial, n_rows)
+        if plateau_seed is None:
+            write_table(partial, n_rows)
+        else:
+            write_plateau_table(partial, n_rows, plateau_seed)
         partial.rename(path)
         print(f"(wrote {path}, {path.stat().st_size / 2**30:.2f} GiB, in {time.perf_counter() - started:.0f} s)")
     return path
@@ -114,17 +137,49 @@ def test_mse(project: Path) -> dict[str, float]:
     return {m: json.loads((project / "metrics" / f"{m}.json").read_text())["test"]["mse"] for m in ("linear", "mlp")}
 
 
-def mlp_draws(project: Path, csv: Path, seeds: list[int]) -> tuple[list[float], list[float]]:
-    """The MLP's test MSE for further seeds on both sides (train.seed, random_state): after 5 epochs it
-    depends on the draw by more than 10%, so one draw against one draw says little."""
+def epoch_losses(project: Path) -> list[float]:
+    """The MLP's training loss per epoch, as train@mlp wrote it for the loss chart."""
+    rows = (project / "plots" / "loss" / "mlp.csv").read_text().splitlines()[1:]
+    return [float(row.split(",")[1]) for row in rows]
+
+
+MLPRun = tuple[float, list[float]]  # test MSE, training loss per epoch
+
+
+def mlp_draws(project: Path, csv: Path, seeds: list[int]) -> tuple[list[MLPRun], list[MLPRun]]:
+    """The MLP's test MSE and losses for these seeds on both sides (train.seed, random_state): after 5
+    epochs it depends on the draw by more than 10%, so one draw against one draw says little. Leaves
+    train.seed at 0."""
     ours = []
     for seed in seeds:
         set_param(project, "train.seed", seed)
         for module in ("stages.train", "stages.evaluate"):
             timed([sys.executable, "-m", module, "mlp"], project)
-        ours.append(test_mse(project)["mlp"])
+        ours.append((test_mse(project)["mlp"], epoch_losses(project)))
+    set_param(project, "train.seed", 0)
     script = [sys.executable, str(HERE / "sklearn_baseline.py"), str(csv), "--mlp-seeds", *map(str, seeds)]
-    return ours, json.loads(timed(script, project)[2])["mlp"]
+    sk = json.loads(timed(script, project)[2])
+    return ours, list(zip(sk["mlp"], sk["mlp_losses"], strict=True))
+
+
+def print_draws(label: str, seeds: list[int], ours: list[MLPRun], sk: list[MLPRun]) -> None:
+    """Each seed's test MSE and per-epoch losses on both sides, and the ratio of the test MSEs."""
+    print(f"    {label}:", flush=True)
+    for seed, (our_mse, our_losses), (sk_mse, sk_losses) in zip(seeds, ours, sk, strict=True):
+        print(
+            f"      seed {seed}: test MSE ours {our_mse:.5f}, scikit-learn {sk_mse:.5f} ({our_mse / sk_mse:.2f}x); "
+            f"loss per epoch ours {' '.join(f'{v:.4f}' for v in our_losses)}; "
+            f"scikit-learn {' '.join(f'{v:.4f}' for v in sk_losses)}",
+            flush=True,
+        )
+
+
+def plateau_comparison(project: Path, csv: Path, seeds: list[int]) -> tuple[list[MLPRun], list[MLPRun]]:
+    """The MLP on the plateau table `csv`, in `project` (prepare run by hand, then each seed)."""
+    place(csv, project / "data" / "plateau.csv")
+    set_param(project, "data.path", "data/plateau.csv")
+    timed([sys.executable, "-m", "stages.prepare"], project)
+    return mlp_draws(project, csv, seeds)
 
 
 def committed_clone(project: Path, csv: Path) -> Path:
@@ -156,10 +211,13 @@ def main() -> None:
     parser.add_argument(
         "--draws", type=int, default=3, help="MLP seeds per side below 10^8 rows (median compared; default 3)"
     )
+    parser.add_argument(
+        "--plateau-seed", type=int, default=20, help="draws the plateau table's linear coefficients (default 20)"
+    )
     args = parser.parse_args()
     sizes = args.rows + ([100_000_000] if args.huge else [])
 
-    results = {}
+    results, plateaus = {}, {}
     with tempfile.TemporaryDirectory(dir=args.tables) as tmp:
         tables = args.tables or Path(tmp)
         for n_rows in sizes:
@@ -177,6 +235,7 @@ def main() -> None:
             shutil.rmtree(first)
             p_wall, p_rss, _ = timed(["dvc", "repro", "--force"], project)
             ours = test_mse(project)
+            ours["mlp_losses"] = epoch_losses(project)
             set_param(project, "models.mlp.lr", 0.02)  # the edit loop: one model's params, then `dvc repro`
             e_wall, _, e_out = timed(["dvc", "repro"], project)
             reran = re.findall(r"Running stage '([^']+)'", e_out)
@@ -197,17 +256,18 @@ def main() -> None:
                     + f"; dvc itself in the cold run {p_wall - sum(wall for wall, _ in stages.values()):.2f} s",
                     flush=True,
                 )
+            draws_ours, draws_sk = [(ours["mlp"], ours["mlp_losses"])], [(sk["mlp"], sk["mlp_losses"])]
             if n_rows < FLOAT32_FROM and args.draws > 1:
-                seeds = list(range(1, args.draws))
-                more_ours, more_sk = mlp_draws(project, csv, seeds)
-                ours["mlp_draws"], sk["mlp_draws"] = [ours["mlp"], *more_ours], [sk["mlp"], *more_sk]
-                print(
-                    f"    MLP test MSE for seeds 0-{seeds[-1]}: ours "
-                    + ", ".join(f"{v:.5f}" for v in ours["mlp_draws"])
-                    + "; scikit-learn "
-                    + ", ".join(f"{v:.5f}" for v in sk["mlp_draws"]),
-                    flush=True,
-                )
+                more_ours, more_sk = mlp_draws(project, csv, list(range(1, args.draws)))
+                draws_ours, draws_sk = draws_ours + more_ours, draws_sk + more_sk
+                ours["mlp_draws"], sk["mlp_draws"] = [m for m, _ in draws_ours], [m for m, _ in draws_sk]
+            print_draws("MLP on the benchmark table", list(range(len(draws_ours))), draws_ours, draws_sk)
+            if n_rows < FLOAT32_FROM:
+                seeds = list(range(max(1, args.draws)))
+                plateau = table(tables, n_rows, args.plateau_seed)
+                plateau_ours, plateau_sk = plateau_comparison(project, plateau, seeds)
+                print_draws(f"MLP on the plateau table (seed {args.plateau_seed})", seeds, plateau_ours, plateau_sk)
+                plateaus[n_rows] = ([m for m, _ in plateau_ours], [m for m, _ in plateau_sk])
             shutil.rmtree(project)
 
     print(
@@ -223,6 +283,12 @@ def main() -> None:
             f"{ours['linear']:.5f} / {sk['linear']:.5f} ({ours['linear'] / sk['linear'] - 1:+.2%}) | "
             f"{mlp_cell(ours, sk)} |"
         )
+    if plateaus:
+        print(f"\n| rows | plateau table (seed {args.plateau_seed}): MLP test MSE per seed, ours / sklearn (ratio) |")
+        print("|---|---|")
+        for n_rows, (mine, theirs) in plateaus.items():
+            cells = ", ".join(f"{a:.5f} / {b:.5f} ({a / b:.2f})" for a, b in zip(mine, theirs, strict=True))
+            print(f"| {n_rows:,} | {cells} |")
 
 
 if __name__ == "__main__":

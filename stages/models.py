@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 from collections.abc import Callable
@@ -47,9 +48,9 @@ class LinearRegressor(nn.Module):
 
 
 class MLPRegressor(nn.Module):
-    """Linear(n_features, h1) -> act -> ... -> Linear(hk, 1)."""
+    """Linear(n_features, h1) -> act -> ... -> Linear(hk, 1), initialised by `init` (see initialize)."""
 
-    def __init__(self, n_features: int, hidden: tuple[int, ...], activation: str) -> None:
+    def __init__(self, n_features: int, hidden: tuple[int, ...], activation: str, init: str = "torch") -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = n_features
@@ -58,9 +59,40 @@ class MLPRegressor(nn.Module):
             width = size
         layers.append(nn.Linear(width, 1))
         self.layers = nn.Sequential(*layers)
+        initialize(self.layers, init)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return self.layers(X).squeeze(-1)
+
+
+# The schemes of models.<name>.init once `auto` is resolved (INIT_FOR_ACTIVATION); torch is nn.Linear's own.
+INIT_SCHEMES = ("glorot", "he", "torch")
+INIT_FOR_ACTIVATION = {"tanh": "glorot", "sigmoid": "glorot", "relu": "he"}
+
+
+def resolved_init(init: str, activation: str) -> str:
+    """The scheme `init` names for this activation: auto is Glorot's for tanh and sigmoid, He's for relu."""
+    return INIT_FOR_ACTIVATION[activation] if init == "auto" else init
+
+
+def initialize(layers: nn.Sequential, init: str) -> None:
+    """Draw every Linear layer's weights and biases again (torch's generator, layer by layer, weights then
+    biases) from a uniform distribution in +-bound:
+      glorot  bound = sqrt(6 / (fan_in + fan_out))  (Glorot & Bengio 2010; scikit-learn's MLP, Keras' default)
+      he      bound = sqrt(6 / fan_in)               (He et al. 2015, for relu; keeps the activations' variance)
+      torch   nn.Linear's own draws, left as they are: bound 1/sqrt(fan_in) for weights and biases
+    Biases share their layer's bound, as in scikit-learn, rather than starting at zero (Keras): with zero
+    biases every tanh unit is an odd function of its input, so the network has no even term such as a
+    product x1 x2 to start from and takes epochs to grow one (measured: benchmarks/README.md)."""
+    if init == "torch":
+        return
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            fan_out, fan_in = layer.weight.shape
+            bound = math.sqrt(6 / (fan_in + fan_out) if init == "glorot" else 6 / fan_in)
+            with torch.no_grad():
+                layer.weight.uniform_(-bound, bound)
+                layer.bias.uniform_(-bound, bound)
 
 
 def architecture(spec: ModelSpec, n_features: int, dtype: str) -> dict:
@@ -70,7 +102,8 @@ def architecture(spec: ModelSpec, n_features: int, dtype: str) -> dict:
     """
     arch: dict = {"kind": spec.kind, "n_features": n_features, "dtype": "float64" if spec.method == "exact" else dtype}
     if spec.kind == "mlp":
-        arch.update(hidden=list(spec.hidden), activation=spec.activation)
+        arch.update(hidden=list(spec.hidden), activation=spec.activation,
+                    init=resolved_init(spec.init, spec.activation))  # fmt: skip
     else:
         arch.update(solver=spec.solver)
     return arch
@@ -81,7 +114,7 @@ def build_model(arch: dict) -> nn.Module:
     if arch["kind"] == "linear":
         model: nn.Module = LinearRegressor(arch["n_features"])
     else:
-        model = MLPRegressor(arch["n_features"], tuple(arch["hidden"]), arch["activation"])
+        model = MLPRegressor(arch["n_features"], tuple(arch["hidden"]), arch["activation"], arch.get("init", "torch"))
     return model.to(getattr(torch, arch.get("dtype", "float32")))
 
 
@@ -213,7 +246,8 @@ def layer_summary(model: nn.Module, n_features: int) -> list[dict]:
 
 def format_summary(name: str, arch: dict, rows: list[dict]) -> str:
     """A torchsummary-like table: layers, output shapes, parameter counts."""
-    detail = f"solver {arch['solver']}" if arch["kind"] == "linear" else f"activation {arch['activation']}"
+    detail = (f"solver {arch['solver']}" if arch["kind"] == "linear"
+              else f"activation {arch['activation']}, init {arch.get('init', 'torch')}")  # fmt: skip
     lines = [
         f"Model {name}: {arch['kind']}, {detail}, {arch['dtype']}",
         f"{'Layer (type)':<24}{'Output Shape':<16}{'Param #':>10}",
@@ -243,6 +277,8 @@ def _check_architecture(arch: dict) -> None:
         raise ValueError(f"unknown kind or dtype {arch.get('kind')!r}, {arch.get('dtype')!r}")
     if arch["kind"] == "mlp" and arch.get("activation") not in ACTIVATION_LAYERS:
         raise ValueError(f"unknown activation {arch.get('activation')!r}")
+    if arch["kind"] == "mlp" and arch.get("init", "torch") not in INIT_SCHEMES:
+        raise ValueError(f"unknown init {arch.get('init')!r}")
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:

@@ -19,6 +19,9 @@ SOLVERS = ("adam", "lbfgs", "exact")
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
+# An MLP's initial weights: auto = glorot for tanh and sigmoid, he for relu (as scikit-learn and Keras choose
+# by activation); torch = nn.Linear's own default, which the seed programs used (stages/models.py).
+INITS = ("auto", "glorot", "he", "torch")
 BACKENDS = ("auto", "gloo", "nccl")
 MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 # A model's name is in its file names (models/<name>.summary.txt, and a temporary file beside it): well
@@ -80,6 +83,7 @@ class ModelSpec:
     solver: str = "adam"
     hidden: tuple[int, ...] = ()
     activation: str = "tanh"
+    init: str = "auto"  # an MLP's initial weights: auto | glorot | he | torch
     batch_size: int = 0
     weight_decay: float = 0.0  # decoupled, as torch.optim.AdamW: Adam only
     early_stopping: EarlyStopping | None = None
@@ -282,6 +286,7 @@ MODEL_FIELDS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
         **COMMON_MODEL_FIELDS,
         "hidden": _hidden_sizes,
         "activation": _choice(ACTIVATIONS),
+        "init": _choice(INITS),
         "batch_size": _integer(minimum=0),
     },
 }

@@ -249,6 +249,36 @@ def early_stopping_line(name: str, card: dict, epochs: int) -> str:
     )
 
 
+# An MLP's training has stalled when its loss fell by less than STALL_FRACTION of itself over the last
+# STALL_WINDOW of the epochs run (at least 2 epochs). Measured at 10^7 rows, 5 epochs: runs stuck on a
+# plateau fall 0.1-0.3% over their last 2 epochs, runs that learned the table 2.4-10% (benchmarks/README.md).
+STALL_FRACTION = 0.01
+STALL_WINDOW = 0.2
+
+
+def stall_warning(spec: ModelSpec, losses: list[float], standardized: bool, stopped_early: bool = False) -> str | None:
+    """A warning line when an MLP's training loss went flat (see STALL_FRACTION), or None. Not for a run
+    that early stopping ended (its end is flat by design) nor one of fewer than 3 epochs."""
+    if spec.kind != "mlp" or stopped_early or len(losses) < 3:
+        return None
+    window = max(2, math.ceil(STALL_WINDOW * len(losses)))
+    window = min(window, len(losses) - 1)
+    before, last = losses[-window - 1], losses[-1]
+    if not before - last < STALL_FRACTION * last:
+        return None
+    change = (before - last) / before if before else 0.0
+    other_init = "auto" if spec.init == "torch" else "torch"
+    advice = [f"models.{spec.name}.init: {other_init} (now {spec.init}) or another train.seed",
+              f"another models.{spec.name}.lr (now {spec.lr:g})"]  # fmt: skip
+    if not standardized:
+        advice.append("data.standardize: true")
+    return (
+        f"train@{spec.name}: warning: the training loss fell by only {change:.2%} over the last {window} of "
+        f"{len(losses)} epochs ({before:.6g} -> {last:.6g}): training may be stuck on a plateau; try "
+        f"{', '.join(advice)}, or more epochs if it is still learning"
+    )
+
+
 def coefficient_lines(name: str, coefficients: dict) -> list[str]:
     """The log's final w per feature (the first LOGGED_WEIGHTS) and b of a linear model."""
     *weights, (intercept_key, intercept) = coefficients.items()
@@ -325,6 +355,10 @@ def train_and_write(args, params, spec: ModelSpec, shard) -> None:
     log.close()
     if "early_stopping" in trained.card:
         print(early_stopping_line(spec.name, trained.card, spec.epochs))
+    stopped_early = trained.card.get("early_stopping", {}).get("stopped_epoch", spec.epochs) < spec.epochs
+    warning = stall_warning(spec, trained.losses, split.scaling is not None, stopped_early)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     if "coefficients" in trained.card:
         print("\n".join(coefficient_lines(spec.name, trained.card["coefficients"])))
 

@@ -36,7 +36,7 @@ def test_summary_lists_layers_shapes_and_parameter_counts():
         ("Linear-3", [-1, 1], 11),
     ]
     summary = models.format_summary("mlp", arch, rows)
-    assert summary.startswith("Model mlp: mlp, activation tanh, float32\n") and "Total params: 31" in summary
+    assert summary.startswith("Model mlp: mlp, activation tanh, init glorot, float32\n") and "Total params: 31" in summary
 
 
 def test_saved_model_loads_with_weights_only_and_predicts_the_same(tmp_path):
