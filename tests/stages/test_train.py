@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import default_params, run_module, write_params
+from tests.helpers import ROOT, default_params, run_module, write_params
 
 
 def test_train_linear_logs_every_n_epochs_and_final_w_and_b(workdir):
@@ -154,3 +154,54 @@ def test_early_stopping_saves_the_epoch_with_the_lowest_validation_loss(workdir)
     assert set(metrics) == {"train", "validation", "test"}
     y_std = split.scaling.y_std
     assert metrics["validation"]["mse"] == pytest.approx(min(validation) * y_std**2, rel=1e-5)
+
+
+def stall_warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "training may be stuck on a plateau" in line]
+
+
+def test_an_mlp_stuck_on_a_plateau_warns_once_and_still_trains(workdir):
+    # Features near 1000, unscaled: every tanh unit starts saturated, so the first layer gets no gradient
+    # and the loss stops at the target's variance within a few epochs
+    rows = "".join(f"{x},{np.sin(x / 7):.6f}\n" for x in range(1000, 1200))
+    (workdir / "data" / "stall.csv").write_text("x,y\n" + rows)
+    params = default_params(path="data/stall.csv")
+    params["models"] = {"mlp": {"kind": "mlp", "hidden": [10], "activation": "tanh", "lr": 0.01, "epochs": 300,
+                                "init": "torch"}}  # fmt: skip
+    write_params(workdir, params)
+    assert run_module(workdir, "prepare").returncode == 0
+    result = run_module(workdir, "train", "mlp")
+    assert result.returncode == 0, result.stderr
+    warnings = stall_warnings(result.stderr)
+    assert len(warnings) == 1 and warnings[0].startswith("train@mlp: warning: the training loss fell by only ")
+    assert "over the last 60 of 300 epochs" in warnings[0] and "models.mlp.init: auto (now torch)" in warnings[0]
+    assert (workdir / "models" / "mlp.pt").is_file()
+
+
+def test_the_seed_run_gives_no_stall_warning(workdir):
+    assert run_module(workdir, "prepare").returncode == 0
+    result = run_module(workdir, "train", "mlp")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "mlp",
+    [
+        {"kind": "mlp", "hidden": [10], "activation": "tanh", "lr": 0.01, "epochs": 1000},
+        {"kind": "mlp", "hidden": [10], "activation": "tanh", "lr": 0.01, "epochs": 1000,
+         "early_stopping": {"validation_fraction": 0.2, "patience": 100}},
+        {"kind": "mlp", "hidden": [16], "activation": "tanh", "lr": 0.003, "epochs": 500, "batch_size": 32,
+         "early_stopping": {"validation_fraction": 0.2, "patience": 20}},
+    ],
+    ids=["plain", "early-stopping", "readme-start"],
+)  # fmt: skip
+def test_the_diabetes_runs_give_no_stall_warning(workdir, mlp):
+    (workdir / "data" / "diabetes.csv").write_bytes((ROOT / "data" / "diabetes.csv").read_bytes())
+    features = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    params = default_params(path="data/diabetes.csv", features=features, target="progression", test_size=0.2,
+                            standardize=True)  # fmt: skip
+    params["models"] = {"mlp": mlp}
+    write_params(workdir, params)
+    assert run_module(workdir, "prepare").returncode == 0
+    result = run_module(workdir, "train", "mlp")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr

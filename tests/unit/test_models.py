@@ -36,7 +36,9 @@ def test_summary_lists_layers_shapes_and_parameter_counts():
         ("Linear-3", [-1, 1], 11),
     ]
     summary = models.format_summary("mlp", arch, rows)
-    assert summary.startswith("Model mlp: mlp, activation tanh, init glorot, float32\n") and "Total params: 31" in summary
+    assert (
+        summary.startswith("Model mlp: mlp, activation tanh, init glorot, float32\n") and "Total params: 31" in summary
+    )
 
 
 def test_saved_model_loads_with_weights_only_and_predicts_the_same(tmp_path):
@@ -139,3 +141,65 @@ def test_an_error_in_one_block_reaches_the_caller():
 
     with pytest.raises(ValueError, match="block at"):
         models.each_block(3 * models.BLOCK_ROWS, work)
+
+
+def linear_layers(model: models.MLPRegressor) -> list[torch.nn.Linear]:
+    return [layer for layer in model.layers if isinstance(layer, torch.nn.Linear)]
+
+
+@pytest.mark.parametrize(
+    ("init", "bound"),
+    [
+        ("glorot", lambda fan_in, fan_out: (6 / (fan_in + fan_out)) ** 0.5),
+        ("he", lambda fan_in, fan_out: (6 / fan_in) ** 0.5),
+    ],
+)
+def test_glorot_and_he_draw_weights_and_biases_uniformly_within_their_bound(init, bound):
+    torch.manual_seed(0)
+    model = models.MLPRegressor(40, (300, 200), "tanh", init)
+    for index, layer in enumerate(linear_layers(model)):
+        fan_out, fan_in = layer.weight.shape
+        limit = bound(fan_in, fan_out)
+        weight, bias = layer.weight.detach(), layer.bias.detach()
+        assert float(weight.abs().max()) <= limit and float(bias.abs().max()) <= limit
+        if index < 2:  # spread over the whole interval (the weights' largest near the bound, their mean near 0)
+            assert float(weight.abs().max()) > 0.99 * limit and abs(float(weight.mean())) < 0.05 * limit
+            assert float(bias.std()) > 0.4 * limit  # not zero: uniform in the weights' bound (std limit / sqrt 3)
+
+
+def test_torch_init_keeps_nn_linears_own_draws():
+    torch.manual_seed(5)
+    model = models.MLPRegressor(3, (4,), "relu", "torch")
+    torch.manual_seed(5)
+    first, second = torch.nn.Linear(3, 4), torch.nn.Linear(4, 1)
+    expected = [first.weight, first.bias, second.weight, second.bias]
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), expected, strict=True))
+
+
+def test_auto_init_follows_the_activation_and_is_recorded_in_the_architecture():
+    from stages.params import ModelSpec
+
+    chosen = {}
+    for activation in ("tanh", "sigmoid", "relu"):
+        spec = ModelSpec(name="m", kind="mlp", lr=0.01, epochs=1, hidden=(3,), activation=activation)
+        chosen[activation] = models.architecture(spec, 2, "float32")["init"]
+    assert chosen == {"tanh": "glorot", "sigmoid": "glorot", "relu": "he"}
+    spec = ModelSpec(name="m", kind="mlp", lr=0.01, epochs=1, hidden=(3,), init="torch")
+    arch = models.architecture(spec, 2, "float32")
+    assert arch["init"] == "torch" and "init torch" in models.format_summary("m", arch, [])
+
+
+def test_the_same_seed_gives_the_same_initial_weights():
+    def draw():
+        torch.manual_seed(11)
+        return torch.cat([p.detach().flatten() for p in models.MLPRegressor(2, (6, 6), "tanh", "glorot").parameters()])
+
+    assert torch.equal(draw(), draw())
+
+
+def test_a_model_file_with_an_unknown_init_is_refused(tmp_path):
+    def odd_init(saved):
+        saved["architecture"]["init"] = "orthogonal"
+
+    with pytest.raises(UserError, match="its parts do not fit together: unknown init 'orthogonal'"):
+        models.load_model(saved_mlp(tmp_path, odd_init))

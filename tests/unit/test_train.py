@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 from stages.params import ModelSpec, TrainParams
 from stages.prepared import Scaling, Split
-from stages.train import EpochLog, coefficient_lines, fit_model, loss_csv
+from stages.train import EpochLog, coefficient_lines, fit_model, loss_csv, stall_warning
 from tests.unit.seed_models import LINEAR, MLP, X_SEED, Y_SEED, fit_quietly
 
 SEED_SPLIT = Split(("x",), "y", X_SEED, Y_SEED, X_SEED[:0], Y_SEED[:0], None)
@@ -87,3 +88,45 @@ def test_loss_csv_keeps_every_epoch_up_to_the_limit_then_every_kth_and_the_last(
     assert loss_csv([3.0, 2.0, 1.5]) == "epoch,loss\n1,3.0\n2,2.0\n3,1.5\n"
     long = loss_csv([float(i) for i in range(5001)], limit=2000).splitlines()
     assert long[1] == "1,0.0" and long[2] == "4,3.0" and long[-1] == "5001,5000.0" and len(long) == 1 + 1668
+
+
+STALLING = ModelSpec(name="mlp", kind="mlp", lr=0.01, epochs=5, hidden=(10,), batch_size=1024, init="torch")
+
+
+def test_a_flat_loss_gets_one_warning_line_with_what_to_try():
+    # the run with torch's default init at 10^7 rows: stuck at 0.128 from the second epoch
+    warning = stall_warning(STALLING, [0.2905, 0.1292, 0.1279, 0.1277, 0.1276], standardized=False)
+    assert warning == (
+        "train@mlp: warning: the training loss fell by only 0.23% over the last 2 of 5 epochs (0.1279 -> 0.1276): "
+        "training may be stuck on a plateau; try models.mlp.init: auto (now torch) or another train.seed, another "
+        "models.mlp.lr (now 0.01), data.standardize: true, or more epochs if it is still learning"
+    )
+    standardized = stall_warning(replace(STALLING, init="auto"), [3.0, 1.0, 1.0, 1.0], standardized=True)
+    assert "init: torch (now auto)" in standardized and "standardize" not in standardized
+
+
+@pytest.mark.parametrize(
+    "losses",
+    [
+        [0.263, 0.062, 0.020, 0.019, 0.018],  # scikit-learn's run on the same table: still learning (10%)
+        [0.3, 0.1],  # too short to tell
+    ],
+)
+def test_a_loss_that_still_falls_gets_no_warning(losses):
+    assert stall_warning(STALLING, losses, standardized=False) is None
+
+
+def test_no_stall_warning_for_linear_models_or_runs_that_early_stopping_ended():
+    flat = [1.0, 0.5, 0.5, 0.5, 0.5]
+    assert stall_warning(STALLING, flat, standardized=False) is not None
+    assert stall_warning(LINEAR, flat, standardized=False) is None
+    assert stall_warning(STALLING, flat, standardized=False, stopped_early=True) is None
+
+
+def test_the_stall_window_is_the_last_fifth_of_a_long_run():
+    falling_then_flat = [10.0 / epoch for epoch in range(1, 801)] + [0.0125] * 200
+    warning = stall_warning(replace(MLP, epochs=1000), falling_then_flat, standardized=False)
+    assert "over the last 200 of 1000 epochs" in warning
+    assert (
+        stall_warning(replace(MLP, epochs=1000), [10.0 / epoch for epoch in range(1, 1001)], standardized=False) is None
+    )
