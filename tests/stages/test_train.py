@@ -190,8 +190,8 @@ def test_the_seed_run_gives_no_stall_warning(workdir):
         {"kind": "mlp", "hidden": [10], "activation": "tanh", "lr": 0.01, "epochs": 1000},
         {"kind": "mlp", "hidden": [10], "activation": "tanh", "lr": 0.01, "epochs": 1000,
          "early_stopping": {"validation_fraction": 0.2, "patience": 100}},
-        {"kind": "mlp", "hidden": [16], "activation": "tanh", "lr": 0.003, "epochs": 500, "batch_size": 32,
-         "early_stopping": {"validation_fraction": 0.2, "patience": 20}},
+        {"kind": "mlp", "hidden": [16], "activation": "tanh", "lr": 0.003, "epochs": 500, "batch_size": 64,
+         "early_stopping": {"validation_fraction": 0.2, "patience": 30}},
     ],
     ids=["plain", "early-stopping", "readme-start"],
 )  # fmt: skip
