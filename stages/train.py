@@ -267,13 +267,14 @@ def stall_warning(spec: ModelSpec, losses: list[float], standardized: bool, stop
     if not before - last < STALL_FRACTION * last:
         return None
     change = (before - last) / before if before else 0.0
+    moved = f"fell by only {change:.2%}" if change >= 0 else f"rose by {-change:.2%}"
     other_init = "auto" if spec.init == "torch" else "torch"
     advice = [f"models.{spec.name}.init: {other_init} (now {spec.init}) or another train.seed",
               f"another models.{spec.name}.lr (now {spec.lr:g})"]  # fmt: skip
     if not standardized:
         advice.append("data.standardize: true")
     return (
-        f"train@{spec.name}: warning: the training loss fell by only {change:.2%} over the last {window} of "
+        f"train@{spec.name}: warning: the training loss {moved} over the last {window} of "
         f"{len(losses)} epochs ({before:.6g} -> {last:.6g}): training may be stuck on a plateau; try "
         f"{', '.join(advice)}, or more epochs if it is still learning"
     )

@@ -130,3 +130,8 @@ def test_the_stall_window_is_the_last_fifth_of_a_long_run():
     assert (
         stall_warning(replace(MLP, epochs=1000), [10.0 / epoch for epoch in range(1, 1001)], standardized=False) is None
     )
+
+
+def test_a_loss_that_rose_at_the_end_is_flat_too_and_says_so():
+    warning = stall_warning(STALLING, [0.3, 0.13, 0.128, 0.129, 0.13], standardized=False)
+    assert "the training loss rose by 1.56% over the last 2 of 5 epochs (0.128 -> 0.13)" in warning
