@@ -17,7 +17,7 @@ from torch import nn
 
 from stages.errors import UserError
 from stages.io import check_regular_file
-from stages.params import DTYPES, MODEL_KINDS, ModelSpec
+from stages.params import DTYPES, INITS, MODEL_KINDS, ModelSpec
 from stages.prepared import Scaling, release
 
 MODEL_FORMAT = 1
@@ -66,7 +66,7 @@ class MLPRegressor(nn.Module):
 
 
 # The schemes of models.<name>.init once `auto` is resolved (INIT_FOR_ACTIVATION); torch is nn.Linear's own.
-INIT_SCHEMES = ("glorot", "he", "torch")
+INIT_SCHEMES = tuple(init for init in INITS if init != "auto")
 INIT_FOR_ACTIVATION = {"tanh": "glorot", "sigmoid": "glorot", "relu": "he"}
 
 
@@ -307,7 +307,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
             scaling = Scaling.from_dict(saved["scaling"])
             if not len(scaling.x_mean) == len(scaling.x_std) == len(features):
                 raise ValueError("its scaling does not have one mean and std per feature")
-        model = build_model(arch)
+        model = build_model({**arch, "init": "torch"})  # no second draw: the saved weights replace them
         model.load_state_dict(saved["state_dict"])
     except Exception as err:  # noqa: BLE001 - whatever does not fit: a missing key, a size mismatch
         detail = f"no {err.args[0]!r}" if isinstance(err, KeyError) else " ".join(str(err).split())

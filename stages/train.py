@@ -256,10 +256,11 @@ STALL_FRACTION = 0.01
 STALL_WINDOW = 0.2
 
 
-def stall_warning(spec: ModelSpec, losses: list[float], standardized: bool, stopped_early: bool = False) -> str | None:
+def stall_warning(spec: ModelSpec, losses: list[float], standardized: bool) -> str | None:
     """A warning line when an MLP's training loss went flat (see STALL_FRACTION), or None. Not for a run
-    that early stopping ended (its end is flat by design) nor one of fewer than 3 epochs."""
-    if spec.kind != "mlp" or stopped_early or len(losses) < 3:
+    that early stopping ended (fewer epochs than spec.epochs: its end is flat by design) nor one of fewer
+    than 3 epochs."""
+    if spec.kind != "mlp" or len(losses) < spec.epochs or len(losses) < 3:
         return None
     window = max(2, math.ceil(STALL_WINDOW * len(losses)))
     window = min(window, len(losses) - 1)
@@ -356,8 +357,7 @@ def train_and_write(args, params, spec: ModelSpec, shard) -> None:
     log.close()
     if "early_stopping" in trained.card:
         print(early_stopping_line(spec.name, trained.card, spec.epochs))
-    stopped_early = trained.card.get("early_stopping", {}).get("stopped_epoch", spec.epochs) < spec.epochs
-    warning = stall_warning(spec, trained.losses, split.scaling is not None, stopped_early)
+    warning = stall_warning(spec, trained.losses, split.scaling is not None)
     if warning:
         print(warning, file=sys.stderr, flush=True)
     if "coefficients" in trained.card:

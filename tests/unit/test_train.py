@@ -101,7 +101,7 @@ def test_a_flat_loss_gets_one_warning_line_with_what_to_try():
         "training may be stuck on a plateau; try models.mlp.init: auto (now torch) or another train.seed, another "
         "models.mlp.lr (now 0.01), data.standardize: true, or more epochs if it is still learning"
     )
-    standardized = stall_warning(replace(STALLING, init="auto"), [3.0, 1.0, 1.0, 1.0], standardized=True)
+    standardized = stall_warning(replace(STALLING, init="auto", epochs=4), [3.0, 1.0, 1.0, 1.0], standardized=True)
     assert "init: torch (now auto)" in standardized and "standardize" not in standardized
 
 
@@ -120,7 +120,7 @@ def test_no_stall_warning_for_linear_models_or_runs_that_early_stopping_ended():
     flat = [1.0, 0.5, 0.5, 0.5, 0.5]
     assert stall_warning(STALLING, flat, standardized=False) is not None
     assert stall_warning(LINEAR, flat, standardized=False) is None
-    assert stall_warning(STALLING, flat, standardized=False, stopped_early=True) is None
+    assert stall_warning(replace(STALLING, epochs=1000), flat, standardized=False) is None  # early stopping ended it
 
 
 def test_the_stall_window_is_the_last_fifth_of_a_long_run():
