@@ -50,36 +50,42 @@ FEATURES = [f"f{i}" for i in range(1, 9)]
 FLOAT32_FROM = 100_000_000  # the scikit-learn script reads float32 from this many rows (float64 would not fit)
 
 
-def write_table(path: Path, n_rows: int) -> None:
-    """8 N(0, 1) features, y nonlinear in them plus noise; the same file for the same n_rows."""
-    rng = np.random.default_rng(12345)
+def write_rows(path: Path, n_rows: int, rng: np.random.Generator, target) -> None:
+    """8 N(0, 1) feature columns and y = target(X) + 0.1 noise, 200,000 rows at a time (features, then that
+    chunk's noise, from `rng`)."""
     with path.open("w") as handle:
         handle.write(",".join([*FEATURES, "y"]) + "\n")
         for start in range(0, n_rows, 200_000):
             X = rng.standard_normal((min(200_000, n_rows - start), 8))
-            y = (
-                np.sin(2 * X[:, 0])
-                + X[:, 1] * X[:, 2]
-                + 0.5 * X[:, 3] ** 2
-                + np.tanh(X[:, 4])
-                + 0.3 * X[:, 5]
-                - 0.2 * X[:, 6]
-                + 0.1 * X[:, 7]
-                + 0.1 * rng.standard_normal(len(X))
-            )
+            y = target(X) + 0.1 * rng.standard_normal(len(X))
             np.savetxt(handle, np.column_stack([X, y]), delimiter=",", fmt="%.10g")
+
+
+def write_table(path: Path, n_rows: int) -> None:
+    """8 N(0, 1) features, y nonlinear in them plus noise; the same file for the same n_rows."""
+
+    def target(X: np.ndarray) -> np.ndarray:
+        return (
+            np.sin(2 * X[:, 0])
+            + X[:, 1] * X[:, 2]
+            + 0.5 * X[:, 3] ** 2
+            + np.tanh(X[:, 4])
+            + 0.3 * X[:, 5]
+            - 0.2 * X[:, 6]
+            + 0.1 * X[:, 7]
+        )
+
+    write_rows(path, n_rows, np.random.default_rng(12345), target)
 
 
 def write_plateau_table(path: Path, n_rows: int, coefficient_seed: int) -> None:
     """The plateau table: y = X c + 2 sin(2 x1) + 0.5 x2 x3 + 0.1 noise, c uniform in [-3, 3]."""
     coefficients = np.random.default_rng(coefficient_seed).uniform(-3, 3, 8)
-    rng = np.random.default_rng(coefficient_seed + 1)
-    with path.open("w") as handle:
-        handle.write(",".join([*FEATURES, "y"]) + "\n")
-        for start in range(0, n_rows, 200_000):
-            X = rng.standard_normal((min(200_000, n_rows - start), 8))
-            y = X @ coefficients + 2 * np.sin(2 * X[:, 0]) + 0.5 * X[:, 1] * X[:, 2] + 0.1 * rng.standard_normal(len(X))
-            np.savetxt(handle, np.column_stack([X, y]), delimiter=",", fmt="%.10g")
+
+    def target(X: np.ndarray) -> np.ndarray:
+        return X @ coefficients + 2 * np.sin(2 * X[:, 0]) + 0.5 * X[:, 1] * X[:, 2]
+
+    write_rows(path, n_rows, np.random.default_rng(coefficient_seed + 1), target)
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
