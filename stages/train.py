@@ -277,7 +277,7 @@ def stall_warning(spec: ModelSpec, losses: list[float], standardized: bool) -> s
     return (
         f"train@{spec.name}: warning: the training loss {moved} over the last {window} of "
         f"{len(losses)} epochs ({before:.6g} -> {last:.6g}): training may be stuck on a plateau; try "
-        f"{', '.join(advice)}, or more epochs if it is still learning"
+        f"{', '.join(advice)}, or more epochs if it is still learning (one that has converged is flat too)"
     )
 
 

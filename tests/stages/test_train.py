@@ -178,6 +178,38 @@ def test_an_mlp_stuck_on_a_plateau_warns_once_and_still_trains(workdir):
     assert (workdir / "models" / "mlp.pt").is_file()
 
 
+def write_plateau_table(path, n_rows: int, coefficient_seed: int) -> list[str]:
+    """The kind of table issue 20 found the stall on (benchmarks/bench_scale.py's plateau table): 8 N(0, 1)
+    features, y = X c + 2 sin(2 x1) + 0.5 x2 x3 + 0.1 noise, c uniform in [-3, 3]. Returns the features."""
+    c = np.random.default_rng(coefficient_seed).uniform(-3, 3, 8)
+    rng = np.random.default_rng(coefficient_seed + 1)
+    X = rng.standard_normal((n_rows, 8))
+    y = X @ c + 2 * np.sin(2 * X[:, 0]) + 0.5 * X[:, 1] * X[:, 2] + 0.1 * rng.standard_normal(n_rows)
+    features = [f"f{i}" for i in range(1, 9)]
+    np.savetxt(path, np.column_stack([X, y]), delimiter=",", fmt="%.10g", header=",".join([*features, "y"]),
+               comments="")  # fmt: skip
+    return features
+
+
+def test_torchs_default_init_stalling_on_the_plateau_table_warns(workdir):
+    # The issue's settings ([10] tanh, batch 1024, lr 0.01, no standardization) with torch's draws: the loss
+    # stops near 0.13 (the line's is about 2, the noise 0.01) from epoch ~50 on; 100 epochs of 157 batches
+    # are as many steps as 1.6 epochs at 10^7 rows, where this table stalls the same way
+    features = write_plateau_table(workdir / "data" / "plateau.csv", 200_000, coefficient_seed=4)
+    params = default_params(path="data/plateau.csv", features=features, target="y", test_size=0.2)
+    params["models"] = {"mlp": {"kind": "mlp", "hidden": [10], "activation": "tanh", "lr": 0.01, "epochs": 100,
+                                "batch_size": 1024, "init": "torch"}}  # fmt: skip
+    write_params(workdir, params)
+    assert run_module(workdir, "prepare").returncode == 0
+    result = run_module(workdir, "train", "mlp")
+    assert result.returncode == 0, result.stderr
+    warnings = stall_warnings(result.stderr)
+    assert len(warnings) == 1 and "over the last 20 of 100 epochs" in warnings[0], result.stderr
+    assert "models.mlp.init: auto (now torch)" in warnings[0] and "data.standardize: true" in warnings[0]
+    losses = [float(row.split(",")[1]) for row in (workdir / "plots" / "loss" / "mlp.csv").read_text().split()[1:]]
+    assert 0.05 < losses[-1] < 0.2  # on the plateau: far below the first epochs, far above the noise
+
+
 def test_the_seed_run_gives_no_stall_warning(workdir):
     assert run_module(workdir, "prepare").returncode == 0
     result = run_module(workdir, "train", "mlp")

@@ -99,7 +99,8 @@ def test_a_flat_loss_gets_one_warning_line_with_what_to_try():
     assert warning == (
         "train@mlp: warning: the training loss fell by only 0.23% over the last 2 of 5 epochs (0.1279 -> 0.1276): "
         "training may be stuck on a plateau; try models.mlp.init: auto (now torch) or another train.seed, another "
-        "models.mlp.lr (now 0.01), data.standardize: true, or more epochs if it is still learning"
+        "models.mlp.lr (now 0.01), data.standardize: true, or more epochs if it is still learning (one that has "
+        "converged is flat too)"
     )
     standardized = stall_warning(replace(STALLING, init="auto", epochs=4), [3.0, 1.0, 1.0, 1.0], standardized=True)
     assert "init: torch (now auto)" in standardized and "standardize" not in standardized
