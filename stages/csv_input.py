@@ -325,22 +325,20 @@ def check_header(path: str | Path, wanted: list[str]) -> list[str]:
     return header
 
 
-def read_columns(path: str | Path, wanted: list[str], header: list[str] | None = None) -> np.ndarray:
-    """The named columns of a CSV as a float64 (rows, columns) array, checked cell by cell. `header`:
-    what read_header returned for this file, when the caller has it (it spares a second scan)."""
+def _read_frame(path: Path, wanted: list[str], header: list[str], as_text: bool = False):
+    """The wanted columns parsed by pandas (float64 where every cell is a number, else as pandas infers; with
+    `as_text`, every cell as the str it is), or a UserError for a file pandas cannot read as CSV."""
     import pandas as pd
 
-    path = Path(path)
-    header = read_header(path) if header is None else header
     _check_columns(path, header, wanted)
-
     # Only the wanted columns are parsed when the file has others (a wide table costs no more memory than
     # its wanted columns), but pandas then drops the extra fields of a too-long row without a word: that
     # needs a scan showing no row is too long. Otherwise every column is parsed, and pandas names the row.
     skip_others = len(header) > len(wanted) and _no_line_has_extra_fields(path, len(header))
 
     def parse(dtype: dict | None):
-        # Only empty cells are missing values; text such as NA or nan is reported as not a number.
+        # Only empty cells are missing values; text such as NA or nan is reported as not a number (as text:
+        # nothing is missing here, stages/columns.py judges the cells)
         with _progress_reader(path) as source:
             return pd.read_csv(
                 source,
@@ -348,7 +346,8 @@ def read_columns(path: str | Path, wanted: list[str], header: list[str] | None =
                 skipinitialspace=True,
                 keep_default_na=False,
                 na_values=[""],
-                dtype=dtype,
+                na_filter=not as_text,
+                dtype=str if as_text else dtype,
                 usecols=wanted if skip_others else None,
             )
 
@@ -357,9 +356,9 @@ def read_columns(path: str | Path, wanted: list[str], header: list[str] | None =
             # Fast path: the wanted columns parsed straight to float64 (a third faster than letting
             # pandas infer each column's type). A cell that is not a number fails it; the file is then
             # parsed again without types, so _numeric_column can name that cell.
-            frame = parse(dict.fromkeys(wanted, np.float64))
+            frame = parse(None if as_text else dict.fromkeys(wanted, np.float64))
         except ValueError as err:
-            if isinstance(err, (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError)):
+            if as_text or isinstance(err, (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError)):
                 raise
             frame = parse(None)
     except UnicodeDecodeError as err:
@@ -374,12 +373,57 @@ def read_columns(path: str | Path, wanted: list[str], header: list[str] | None =
         len(frame.columns) != len(header) or any(frame.columns[header.index(name)] != name for name in wanted)
     ):
         raise UserError(f"{path}: the header could not be read consistently; check its quotes and separators")
+    return frame
+
+
+def read_columns(path: str | Path, wanted: list[str], header: list[str] | None = None) -> np.ndarray:
+    """The named columns of a CSV as a float64 (rows, columns) array, checked cell by cell. `header`:
+    what read_header returned for this file, when the caller has it (it spares a second scan)."""
+    path = Path(path)
+    header = read_header(path) if header is None else header
+    frame = _read_frame(path, wanted, header)
     # Column-major, so that filling it column by column is a contiguous copy (20x faster than strided
     # writes at 10^7 rows); the table and this array, no third copy.
     values = np.empty((len(frame), len(wanted)), dtype=np.float64, order="F")
     for j, name in enumerate(wanted):
         values[:, j] = _numeric_column(path, frame, name, header)
     return values
+
+
+def read_cells(path: str | Path, wanted: list[str], header: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The named columns of a CSV as arrays of str, each cell stripped of surrounding spaces, for columns
+    that are not all numbers (stages/columns.py types them). A row with fewer fields than the header (which
+    pandas would fill with empty cells) is refused, naming it."""
+    path = Path(path)
+    header = read_header(path) if header is None else header
+    frame = _read_frame(path, wanted, header, as_text=True)
+    short = _first_short_record(path, len(header))
+    if short is not None:
+        row, line, n_fields, fields = short
+        if n_fields == 1 and not fields[0].strip():  # a no-break space, a form feed: pandas makes it a row
+            codes = ", ".join(f"U+{ord(char):04X}" for char in sorted(set(fields[0])))
+            raise UserError(
+                f"{path}: row {row} (line {line}) holds only whitespace ({codes}) that is not a space or tab, "
+                "so it is not skipped as a blank line; delete the line"
+            )
+        raise UserError(
+            f"{path}: row {row} (line {line}) has {n_fields} field(s) but the header has {len(header)}; "
+            "every row needs one field per header column"
+        )
+    return {name: np.char.strip(frame[name].to_numpy(dtype=str)) for name in wanted}
+
+
+def _first_short_record(path: Path, n_fields: int) -> tuple[int, int, int, list[str]] | None:
+    """(row, line, field count, fields) of the first data row with fewer than n_fields fields, as pandas
+    counts rows."""
+    row = 0
+    for line, fields in _records(path):
+        if is_blank_record(fields):
+            continue
+        row += 1
+        if len(fields) < n_fields:
+            return row, line, len(fields), fields
+    return None
 
 
 class FastParseRefused(Exception):

@@ -6,7 +6,7 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,23 @@ MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 MODEL_NAME_MAX = 100
 
 
+COLUMN_TYPES = ("numeric", "categorical", "boolean", "date")  # data.columns (stages/columns.py infers them)
+MISSING_POLICIES = ("impute", "error")
+ALL_FEATURES = "all"
+
+
 @dataclass(frozen=True)
 class DataParams:
     path: str
-    features: tuple[str, ...]
+    features: tuple[str, ...] | str  # column names, or "all": every column but the target and data.drop
     target: str
     test_size: float = 0.0
     split_seed: int = 0
     standardize: bool = False
+    drop: tuple[str, ...] = ()  # with features: all, the columns left out
+    columns: dict[str, str] = field(default_factory=dict)  # column name -> one of COLUMN_TYPES, over the inferred
+    missing: str = "impute"  # impute: training medians (+ indicators), a category of its own; error: refuse
+    min_frequency: int = 5  # categories in fewer training rows are grouped as one infrequent feature
 
 
 @dataclass(frozen=True)
@@ -197,8 +206,19 @@ def _text(key: str, value: Any) -> str:
     return value
 
 
-def _column_list(key: str, value: Any) -> tuple[str, ...]:
+def _features(key: str, value: Any) -> tuple[str, ...] | str:
+    if value == ALL_FEATURES:
+        return ALL_FEATURES
     if not isinstance(value, list) or not value:
+        raise ParamsError(
+            f"{key} must be a non-empty list of column names, e.g. [x], or all (every column but the target and "
+            f"data.drop), got {_describe(value)}"
+        )
+    return _column_list(key, value)
+
+
+def _column_list(key: str, value: Any, empty: bool = False) -> tuple[str, ...]:
+    if not isinstance(value, list) or (not value and not empty):
         raise ParamsError(f"{key} must be a non-empty list of column names, e.g. [x], got {_describe(value)}")
     names = tuple(_text(f"{key}[{i}]", item) for i, item in enumerate(value))
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -217,13 +237,25 @@ SEED_MAX = 2**63 - 1  # torch's generators take a signed 64-bit seed
 _positive = _number(lambda v: v > 0, "> 0")
 _fraction = _number(lambda v: 0.0 <= v < 1.0, "in [0, 1)")
 
+
+def _column_types(key: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ParamsError(f"{key} must be a mapping of column names to types, e.g. {{zip: categorical}}, got "
+                          f"{_describe(value)}")  # fmt: skip
+    return {_text(f"{key} key", name): _choice(COLUMN_TYPES)(f"{key}.{name}", kind) for name, kind in value.items()}
+
+
 DATA_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "path": _text,
-    "features": _column_list,
+    "features": _features,
     "target": _text,
     "test_size": _fraction,
     "split_seed": _integer(minimum=0, maximum=SEED_MAX),
     "standardize": _boolean,
+    "drop": lambda key, value: _column_list(key, value, empty=True),
+    "columns": _column_types,
+    "missing": _choice(MISSING_POLICIES),
+    "min_frequency": _integer(minimum=1),
 }
 DATA_REQUIRED = ("path", "features", "target")
 
@@ -391,8 +423,17 @@ def _parse(raw: Any, source: str) -> Params:
     _reject_unknown(data_raw, DATA_FIELDS, "data.")
     _require(data_raw, DATA_REQUIRED, "data.")
     data = DataParams(**_checked(data_raw, DATA_FIELDS, "data."))
-    if data.target in data.features:
+    if data.features != ALL_FEATURES and data.target in data.features:
         raise ParamsError(f"data.target {data.target!r} is also listed in data.features; remove it from one")
+    if data.target in data.drop:
+        raise ParamsError(f"data.drop lists the target {data.target!r}; remove it from data.drop")
+    if data.features != ALL_FEATURES and data.drop:
+        both = [name for name in data.drop if name in data.features]
+        if both:
+            raise ParamsError(f"data.drop and data.features both list {', '.join(map(repr, both))}; remove it from one")
+    if data.columns.get(data.target, "numeric") != "numeric":
+        raise ParamsError(f"data.columns makes the target {data.target!r} {data.columns[data.target]}; the target "
+                          "must be numeric: remove it from data.columns")  # fmt: skip
     train = TrainParams(**_checked(_section(raw, "train"), TRAIN_FIELDS, "train."))
     models_raw = _section(raw, "models")
     if not models_raw:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.csv_input import is_blank_record, read_columns, read_header
+from stages.csv_input import is_blank_record, read_cells, read_columns, read_header
 from stages.errors import UserError, os_error_message, run_stage
 from stages.io import atomic_open, file_kind
 
@@ -77,6 +77,23 @@ def output_target(output: str, inputs: dict[str, str]) -> Path:
     return target
 
 
+def _transform(saved: dict, path: str):
+    """The model's column transform (stages/columns.py), or None for a model of plain numeric columns."""
+    if saved.get("transform") is None:
+        return None
+    from stages.columns import Transform
+
+    try:
+        transform = Transform.from_dict(saved["transform"])
+        if transform.features() != saved["features"]:
+            raise ValueError("its transform gives other features than it names")
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise UserError(
+            f"{path}: not a model file written by this pipeline (its transform does not fit: {err})"
+        ) from None
+    return transform
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m stages.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -98,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)
     model, saved = models.load_model(args.model)
-    features = saved["features"]
+    transform = _transform(saved, args.model)
+    features = saved["features"] if transform is None else [column.name for column in transform.columns]
     missing = [name for name in features if name not in header]
     if missing:
         raise UserError(
@@ -106,7 +124,13 @@ def main(argv: list[str] | None = None) -> None:
             f"({args.model} was trained on {', '.join(map(repr, features))}); the columns are "
             f"{', '.join(map(repr, header))}"
         )
-    X = read_columns(args.csv, features, header)
+    if transform is None:
+        X = read_columns(args.csv, features, header)
+    else:  # raw columns: imputed, categories one-hot, booleans and dates as numbers, as prepare did
+        X, unseen = transform.encode(read_cells(args.csv, features, header), args.csv)
+        if unseen:
+            print(f"predict: warning: {unseen} row(s) of {args.csv} hold a category the training rows never had; "
+                  "they count as infrequent", file=sys.stderr)  # fmt: skip
     scaling = Scaling.from_dict(saved["scaling"]) if saved["scaling"] else None
     predictions = models.predict(model, X, scaling)
 

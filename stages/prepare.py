@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from stages.csv_input import FastParseRefused, check_header, check_spread, read_table, stream_columns
+from stages import columns
+from stages.csv_input import (
+    LARGEST_VALUE,
+    FastParseRefused,
+    _cell_hint,
+    _column_hint,
+    _where,
+    check_header,
+    check_spread,
+    read_cells,
+    read_columns,
+    read_table,
+    stream_columns,
+)
 from stages.errors import UserError, run_stage
 from stages.io import atomic_dir
-from stages.params import DataParams, load_params
+from stages.params import ALL_FEATURES, DataParams, load_params
 from stages.paths import PREPARED_DIR
 from stages.prepared import (
     SPLIT_GROUP_ROWS,
@@ -188,6 +203,148 @@ def stream_split(data: DataParams, folder: Path, group_rows: int = SPLIT_GROUP_R
     return n_train, n_test
 
 
+def resolve_features(data: DataParams, header: list[str]) -> list[str]:
+    """The feature columns: data.features as listed, or with `all` every named column of the header but
+    the target and data.drop. Columns named in data.drop or data.columns must exist."""
+    for key, names in (("data.drop", data.drop), ("data.columns", list(data.columns))):
+        for name in names:
+            if name not in header:
+                raise UserError(f"{key} names column {name!r}, which {data.path} does not have; "
+                                f"{_column_hint(name, header)}")  # fmt: skip
+    if data.features != ALL_FEATURES:
+        return list(data.features)
+    features = [name for name in header if name != data.target and name not in data.drop and name.strip()]
+    if not features:
+        raise UserError(
+            f"data.features: all leaves no feature column in {data.path} (its columns are "
+            f"{', '.join(map(repr, header))}, minus the target and data.drop); add columns or list them"
+        )
+    return features
+
+
+def _is_row_number(cells: np.ndarray) -> bool:
+    """Whether a column holds the row numbers 1..n or 0..n-1 in order (pandas' index, R's rownames)."""
+    try:
+        values = cells.astype(np.int64)
+    except (ValueError, OverflowError):
+        return False
+    return len(values) > 1 and bool(np.all(np.diff(values) == 1)) and int(values[0]) in (0, 1)
+
+
+def _target_values(data: DataParams, header: list[str], cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, present) of the target column; text, or missing in every row, is an error."""
+    path, name = Path(data.path), data.target
+    missing = columns.missing_mask(cells)
+    values = columns.as_numbers(cells)
+    bad = np.isnan(values) & ~missing
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0]) + 1
+        if bad.sum() > 0.5 * (~missing).sum() and bad.sum() > 1:
+            raise UserError(f"{path}: column {name!r}, data.target, is text ({str(cells[row - 1])!r} in row {row}); "
+                            "the target must be a number: set data.target to a numeric column")  # fmt: skip
+        _name_bad_cell(path, header, name, cells, missing, row)
+    if missing.all():
+        raise UserError(f"{path}: column {name!r}, data.target, is missing in every row; set data.target to a "
+                        "column with values")  # fmt: skip
+    if missing.any() and data.missing == "error":
+        _refuse_missing(data, name, cells, missing)
+    large = np.flatnonzero(np.abs(np.nan_to_num(values, nan=0.0)) > LARGEST_VALUE)
+    if len(large):
+        _name_bad_cell(path, header, name, cells, missing, int(large[0]) + 1)
+    return values, ~missing
+
+
+def _name_bad_cell(path: Path, header: list[str], name: str, cells: np.ndarray, missing: np.ndarray, row: int):
+    """Raise the message for the cell in (1-based) `row` of a numeric column that is not a finite number
+    within range: the checked reader's own, word for word, where the column has no missing cell."""
+    if not missing.any():
+        read_columns(path, [name], header)  # raises, naming the first bad cell of the column
+    cell = str(cells[row - 1])
+    if cell.lower().lstrip("+-") in ("inf", "infinity"):
+        raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {cell!r} is not a finite number")
+    if not np.isnan(columns.as_numbers(np.array([cell]))[0]):
+        raise UserError(
+            f"{path}: {_where(path, row)}, column {name!r}: {cell!r} is too large to compute with (beyond "
+            f"±{LARGEST_VALUE:g} its square overflows); rescale the column, e.g. divide it by a power of ten"
+        )
+    raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {cell!r} is not a number{_cell_hint(cell, name)}")
+
+
+def _refuse_missing(data: DataParams, name: str, cells: np.ndarray, missing: np.ndarray) -> None:
+    path = Path(data.path)
+    row = int(np.flatnonzero(missing)[0]) + 1
+    what = "the cell is empty" if not cells[row - 1] else f"{str(cells[row - 1])!r} marks a missing cell"
+    raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {what}; fill it in or drop the row, or set "
+                    "data.missing: impute")  # fmt: skip
+
+
+def prepare_typed(data: DataParams, header: list[str], features: list[str], folder: Path) -> tuple[int, int, int]:
+    """prepare for a table that is not all plain, complete numbers (or data.features: all, or data.columns):
+    every column read as text, typed (stages/columns.py), rows without a target left out, the transform
+    fitted on the training split, and the encoded features written as the split. Returns (rows, train, test)."""
+    path = Path(data.path)
+    table = read_cells(path, [*features, data.target], header)
+    y, kept = _target_values(data, header, table.pop(data.target))
+    where = str(path)
+    fitted, lines = [], []
+    kinds = {}
+    for name in features:
+        cells = table[name]
+        missing = columns.missing_mask(cells)
+        kind, bad = columns.infer_type(cells, missing)
+        if name in data.columns:
+            kind, bad = data.columns[name], None
+        if bad is not None:  # the same message as for a table of numbers: the cell, its hint
+            _name_bad_cell(path, header, name, cells, missing, bad + 1)
+        if missing.any() and data.missing == "error":
+            _refuse_missing(data, name, cells, missing)
+        if data.features == ALL_FEATURES and name not in data.columns and kind == "numeric" and not missing.any():
+            if _is_row_number(cells):
+                lines.append(f"prepare: column {name!r}: the row numbers 1..n (an index), left out; list it in "
+                             "data.features or data.columns to use it")  # fmt: skip
+                continue
+        if kind != "categorical":  # a cell the type cannot read, or too large, named by its row in the file
+            parsed = columns.ColumnTransform(name, kind).values(cells, missing, where)
+            large = np.flatnonzero(np.abs(np.nan_to_num(parsed[:, 0], nan=0.0)) > LARGEST_VALUE)
+            if len(large):
+                _name_bad_cell(path, header, name, cells, missing, int(large[0]) + 1)
+        kinds[name] = kind
+    rows = np.flatnonzero(kept)
+    n_left_out = len(y) - len(rows)
+    train_rows, test_rows = split_rows(len(rows), data.test_size, data.split_seed)
+    for name, kind in kinds.items():
+        cells = table[name][rows]
+        missing = columns.missing_mask(cells)
+        column = columns.fit_column(name, kind, cells, missing, train_rows, data.min_frequency, where)
+        if kind == "categorical" and not column.categories:
+            lines.append(columns.describe(column, int(missing.sum()), "every value is rare (fewer than "
+                         f"data.min_frequency {data.min_frequency} training rows), as in an identifier or a name: "
+                         f"it carries no information and is left out; add it to data.drop to say so"))  # fmt: skip
+            continue
+        if kind == "categorical" and len(column.categories) + len(column.rare) > columns.MAX_CATEGORIES:
+            lines.append(columns.describe(column, int(missing.sum()), f"more than {columns.MAX_CATEGORIES} distinct "
+                         "values, an identifier rather than a category: left out; add it to data.drop"))  # fmt: skip
+            continue
+        fitted.append(column)
+        lines.append(columns.describe(column, int(missing.sum())))
+    transform = columns.Transform(fitted)
+    names = transform.features()
+    if not names:
+        raise UserError(f"data: no feature is left to train on in {path} (see the lines above); list usable "
+                        "columns in data.features")  # fmt: skip
+    for line in lines:
+        print(line)
+    X, _ = transform.encode({column.name: table[column.name][rows] for column in fitted}, where)
+    y = y[rows]
+    feature_names = (*names, data.target)
+    scaling = fit_scaling(X, y, train_rows, feature_names) if data.standardize else None
+    plan = SplitPlan(train_rows, test_rows, scaling)
+    if n_left_out:
+        print(f"prepare: {n_left_out} row(s) with no {data.target!r} (the target) left out of training and metrics")
+    write_split(folder, X, y, tuple(names), data.target, plan, transform.to_dict(), n_left_out)
+    return len(rows), len(train_rows), len(test_rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.prepare", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
@@ -201,21 +358,36 @@ def main(argv: list[str] | None = None) -> None:
             "a colleague) will not find the file; copy it into data/ (and `dvc add` it if it is large)",
             file=sys.stderr,
         )
-    check_header(data.path, [*data.features, data.target])  # not a text file, a missing column: said first
+    listed = [] if data.features == ALL_FEATURES else list(data.features)
+    header = check_header(data.path, [*listed, data.target])  # not a text file, a missing column: said first
+    features = resolve_features(data, header)
+    typed = data.features == ALL_FEATURES or bool(data.columns)
+    n_features = len(features)
     try:
+        if typed:
+            raise FastParseRefused("typed columns")
         with atomic_dir(args.out) as folder:
-            n_train, n_test = stream_split(data, folder)
+            n_train, n_test = stream_split(replace(data, features=tuple(features)), folder)
         n_rows = n_train + n_test
     except FastParseRefused:
-        # The checked path: pandas, every cell judged and the first problem named (or, where pandas reads
-        # what pyarrow refused, such as spaces before numbers, the same split from its values).
-        table = read_table(data.path, data.features, data.target)
-        plan = plan_split(table.X, table.y, data)
-        with atomic_dir(args.out) as folder:
-            write_split(folder, table.X, table.y, table.features, table.target, plan)
-        n_rows, n_train, n_test = len(table.y), len(plan.train_rows), len(plan.test_rows)
+        # The checked path: pandas, every cell judged: a table of numbers with a problem in a cell that
+        # data.missing: impute does not cover names it (or, where pandas reads what pyarrow refused, such as
+        # spaces before numbers, gives the same split from its values); any other table is typed.
+        try:
+            table = None if typed else read_table(data.path, tuple(features), data.target)
+        except UserError:
+            table = None
+        if table is not None:
+            plan = plan_split(table.X, table.y, replace(data, features=tuple(features)))
+            with atomic_dir(args.out) as folder:
+                write_split(folder, table.X, table.y, table.features, table.target, plan)
+            n_rows, n_train, n_test = len(table.y), len(plan.train_rows), len(plan.test_rows)
+        else:
+            with atomic_dir(args.out) as folder:
+                n_rows, n_train, n_test = prepare_typed(data, header, features, folder)
+            n_features = len(json.loads((Path(args.out) / "meta.json").read_text())["features"])
     print(
-        f"prepare: {data.path}: {n_rows} rows, {len(data.features)} feature(s) -> "
+        f"prepare: {data.path}: {n_rows} rows, {n_features} feature(s) -> "
         f"{n_train} train / {n_test} test rows in {args.out}"
     )
 

@@ -59,6 +59,7 @@ class Split:
     X_test: np.ndarray
     y_test: np.ndarray
     scaling: Scaling | None
+    transform: dict | None = None  # stages/columns.py's Transform.to_dict(), where the table needed one
 
 
 # Rows are assigned to the splits in groups of this many consecutive rows, each group drawing its own
@@ -135,7 +136,14 @@ def _take_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def write_split(
-    folder: Path, X: np.ndarray, y: np.ndarray, features: tuple[str, ...], target: str, plan: SplitPlan
+    folder: Path,
+    X: np.ndarray,
+    y: np.ndarray,
+    features: tuple[str, ...],
+    target: str,
+    plan: SplitPlan,
+    transform: dict | None = None,
+    n_target_missing: int = 0,
 ) -> None:
     """Write the splits of (X, y) as .npy arrays plus meta.json into an (empty, temporary) folder.
 
@@ -146,7 +154,9 @@ def write_split(
         for prefix, values in (("X", X), ("y", y)):
             with (folder / f"{prefix}_{name}.npy").open("wb") as handle:
                 np.save(handle, _take_rows(values, rows))
-    write_meta(folder, features, target, len(plan.train_rows), len(plan.test_rows), plan.scaling)
+    write_meta(
+        folder, features, target, len(plan.train_rows), len(plan.test_rows), plan.scaling, transform, n_target_missing
+    )
 
 
 class NpyAppender:
@@ -201,8 +211,17 @@ class SplitWriter:
 
 
 def write_meta(
-    folder: Path, features: tuple[str, ...], target: str, n_train: int, n_test: int, scaling: Scaling | None
+    folder: Path,
+    features: tuple[str, ...],
+    target: str,
+    n_train: int,
+    n_test: int,
+    scaling: Scaling | None,
+    transform: dict | None = None,
+    n_target_missing: int = 0,
 ) -> None:
+    """meta.json; `transform` (stages/columns.py) and the count of rows left out for a missing target only
+    where the table needed them, so a table of plain numbers keeps the bytes it always had."""
     meta = {
         "features": list(features),
         "target": target,
@@ -210,6 +229,8 @@ def write_meta(
         "n_test": int(n_test),
         "scaling": scaling.to_dict() if scaling else None,
     }
+    if transform is not None:
+        meta.update(transform=transform, n_target_missing=int(n_target_missing))
     text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"
     (folder / "meta.json").write_text(text, encoding="utf-8")
 
@@ -279,4 +300,5 @@ def read_split(folder: str | Path = PREPARED_DIR, mmap: bool = False) -> Split:
     except FileNotFoundError as err:
         raise UserError(f"{err.filename}: missing; run `dvc repro prepare` first") from None
     scaling = Scaling.from_dict(meta["scaling"]) if meta["scaling"] else None
-    return Split(features=tuple(meta["features"]), target=meta["target"], scaling=scaling, **arrays)
+    return Split(features=tuple(meta["features"]), target=meta["target"], scaling=scaling,
+                 transform=meta.get("transform"), **arrays)  # fmt: skip

@@ -234,6 +234,8 @@ def fit_model(
     # The .pt file's metadata: enough to rebuild the model and apply it to raw rows (stages/predict.py).
     meta = {key: card[key] for key in ("name", "architecture", "features", "target")}
     meta["scaling"] = split.scaling.to_dict() if split.scaling else None
+    if split.transform is not None:  # the raw columns' types, medians and categories (stages/columns.py)
+        meta["transform"] = card["transform"] = split.transform
     model_bytes = models.model_bytes(model, meta)
     return TrainedModel(model_bytes, card, summary, predictions, history.losses, history.validation_losses)
 

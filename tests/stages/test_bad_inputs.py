@@ -66,8 +66,9 @@ def test_bad_csv_is_refused_by_prepare(good_run, tmp_path, name):
     case = CASES["csv"][name]
     folder = tmp_path / "project"
     shutil.copytree(good_run, folder)
-    if case.get("standardize"):
-        write_params(folder, default_params(standardize=True))
+    if case.get("standardize") or case.get("data"):  # the case's own data settings
+        write_params(folder, default_params(**({"standardize": True} if case.get("standardize") else {}),
+                                            **case.get("data", {})))  # fmt: skip
     before = outputs(folder)
     shutil.copy(CORPUS / "csv" / name, folder / "data" / "seed.csv")
     assert_refused(folder, "prepare", case, before)
