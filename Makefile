@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test test-fast lint format check-repro exp-show report bench bench-reference bench-scale bench-mlp bench-distributed clean
+.PHONY: help venv repro test test-fast lint format check-repro exp-show report bench bench-reference bench-scale bench-mlp bench-tables bench-distributed clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,7 +57,7 @@ exp-show: $(STAMP) ## dvc exp show: each model's MSE per split (validation too) 
 report: $(STAMP) ## Write report.md: params, metrics and plots against BASE (default HEAD~1)
 	$(BIN)/python .ci/report.py $(BASE)
 
-bench: bench-reference bench-scale bench-mlp bench-distributed ## Run the benchmarks (never part of make test)
+bench: bench-reference bench-scale bench-mlp bench-tables bench-distributed ## Run the benchmarks (never part of make test)
 
 bench-reference: $(STAMP) ## Time a forced dvc repro against the two reference programs
 	$(BIN)/python benchmarks/bench_reference.py
@@ -68,6 +68,9 @@ bench-scale: $(STAMP) ## The pipeline against a scikit-learn script on 10^6 and 
 bench-mlp: $(STAMP) ## The MLP's test MSE over 30 seeds a side against scikit-learn's, 10^6 rows, both tables
 	$(BIN)/python benchmarks/bench_mlp_draws.py $(MLP_ARGS)
 	$(BIN)/python benchmarks/bench_mlp_draws.py --plateau-seed 20 $(MLP_ARGS)
+
+bench-tables: $(STAMP) ## Penguins and diamonds, 80/20 into two files: linear and MLP against scikit-learn's ColumnTransformer
+	$(BIN)/python benchmarks/bench_tables.py
 
 bench-distributed: $(STAMP) ## train@mlp in one process against two torchrun workers, 10^6 rows (DIST_ARGS=--rows N)
 	$(BIN)/python benchmarks/bench_distributed.py $(DIST_ARGS)

