@@ -137,7 +137,9 @@ class _GroupBuffer:
         return self.filled == len(self.y)
 
 
-def stream_split(data: DataParams, folder: Path, group_rows: int = SPLIT_GROUP_ROWS) -> tuple[int, int]:
+def stream_split(
+    data: DataParams, folder: Path, group_rows: int = SPLIT_GROUP_ROWS, whole: np.ndarray | None = None
+) -> tuple[int, int]:
     """prepare for a table of any length: parse the CSV with pyarrow block by block, assign each group of
     rows to the splits as it completes (the same rows as plan_split), and append them to the split files,
     so memory holds one group, never the table. Writes what write_split would, byte for byte. Returns
@@ -182,6 +184,8 @@ def stream_split(data: DataParams, folder: Path, group_rows: int = SPLIT_GROUP_R
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-write") as writes:
         buffer = buffers[0]
         for block, block_low, block_high in stream_columns(data.path, names):
+            if whole is not None:  # which columns hold whole numbers only (identifier candidates)
+                whole &= np.all(block == np.floor(block), axis=0)
             np.minimum(low, block_low, out=low)
             np.maximum(high, block_high, out=high)
             while len(block):
@@ -307,9 +311,7 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
             _refuse_missing(data, name, cells, missing)
         if data.features == ALL_FEATURES and name not in data.columns and kind == "numeric" and not missing.any():
             if _is_identifier(cells):
-                lines.append(f"prepare: column {name!r}: a different whole number in every row, an identifier "
-                             "(row numbers, ids): left out; list it in data.features or data.columns to use it, "
-                             "or in data.drop to say so")  # fmt: skip
+                lines.append(_IDENTIFIER_LINE.format(name=name))
                 continue
         if kind != "categorical":  # a cell the type cannot read, or too large, named by its row in the file
             parsed = columns.ColumnTransform(name, kind).values(cells, missing, where)
@@ -353,6 +355,46 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
     return len(rows), len(train_rows), len(test_rows)
 
 
+class _Identifiers(Exception):
+    """Columns found to be identifiers after streaming: the written split is dropped and made again."""
+
+
+def _stream_prepare(data: DataParams, features: list[str], out: Path) -> tuple[int, int]:
+    """stream_split into `out`; with data.features: all, a column of distinct whole numbers is an
+    identifier, as on the typed path: it is named and the table streamed again without it."""
+    whole = np.ones(len(features) + 1, dtype=bool)
+    try:
+        with atomic_dir(out) as folder:
+            counts = stream_split(replace(data, features=tuple(features)), folder, whole=whole)
+            if data.features == ALL_FEATURES:
+                ids = [features[j] for j in np.flatnonzero(whole[:-1]) if _distinct(folder, j)]
+                if ids:
+                    raise _Identifiers(ids)  # nothing of this attempt is kept
+        return counts
+    except _Identifiers as found:
+        ids = found.args[0]
+    for name in ids:
+        print(_IDENTIFIER_LINE.format(name=name))
+    kept = [name for name in features if name not in ids]
+    if not kept:
+        raise UserError(f"data: no feature is left to train on in {data.path} (see the lines above); list usable "
+                        "columns in data.features")  # fmt: skip
+    with atomic_dir(out) as folder:
+        return stream_split(replace(data, features=tuple(kept)), folder)
+
+
+def _distinct(folder: Path, j: int) -> bool:
+    """Whether feature j of the written split holds a different value in every row (and enough rows)."""
+    column = np.concatenate([np.load(folder / f"X_{part}.npy", mmap_mode="r")[:, j] for part in ("train", "test")])
+    return len(column) >= IDENTIFIER_MIN_ROWS and len(np.unique(column)) == len(column)
+
+
+_IDENTIFIER_LINE = (
+    "prepare: column {name!r}: a different whole number in every row, an identifier (row numbers, ids): left "
+    "out; list it in data.features or data.columns to use it, or in data.drop to say so"
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.prepare", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
@@ -369,20 +411,22 @@ def main(argv: list[str] | None = None) -> None:
     listed = [] if data.features == ALL_FEATURES else list(data.features)
     header = check_header(data.path, [*listed, data.target])  # not a text file, a missing column: said first
     features = resolve_features(data, header)
-    typed = data.features == ALL_FEATURES or bool(data.columns)
+    typed = bool(data.columns)
     n_features = len(features)
     try:
         if typed:
             raise FastParseRefused("typed columns")
-        with atomic_dir(args.out) as folder:
-            n_train, n_test = stream_split(replace(data, features=tuple(features)), folder)
+        n_train, n_test = _stream_prepare(data, features, Path(args.out))
         n_rows = n_train + n_test
+        n_features = len(json.loads((Path(args.out) / "meta.json").read_text())["features"])
     except FastParseRefused:
         # The checked path: pandas, every cell judged: a table of numbers with a problem in a cell that
         # data.missing: impute does not cover names it (or, where pandas reads what pyarrow refused, such as
         # spaces before numbers, gives the same split from its values); any other table is typed.
         try:
-            table = None if typed else read_table(data.path, tuple(features), data.target)
+            table = (
+                None if typed or data.features == ALL_FEATURES else read_table(data.path, tuple(features), data.target)
+            )
         except UserError:
             table = None
         if table is not None:

@@ -87,3 +87,21 @@ def test_booleans_dates_identifiers_and_rare_values_under_features_all(workdir):
     assert meta["features"] == ["member", "joined (days)", "joined (year)", "joined (month)", "joined (weekday)"]
     X = np.load(workdir / "data" / "prepared" / "X_train.npy")
     assert X[0].tolist() == [1.0, 19723.0, 2024.0, 1.0, 0.0]  # yes; 2024-01-01, a Monday
+
+
+def test_a_table_of_numbers_with_features_all_streams_and_still_leaves_out_an_identifier(workdir):
+    rng = np.random.default_rng(1)
+    ids = rng.permutation(5000)[:200] + 10_000  # distinct, shuffled record ids
+    x = rng.integers(0, 5, 200)  # whole numbers too, but repeated: a feature
+    rows = "".join(f"{i},{a},{2.0 * a + 1:.1f}\n" for i, a in zip(ids, x, strict=True))
+    (workdir / "data" / "t.csv").write_text("record,x,y\n" + rows)
+    params = default_params(path="data/t.csv", target="y", features="all", test_size=0.25)
+    params["models"] = {"linear": LINEAR}
+    write_params(workdir, params)
+    result = run_module(workdir, "prepare")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("prepare: column 'record': a different whole number in every row")
+    meta = json.loads((workdir / "data" / "prepared" / "meta.json").read_text())
+    assert meta["features"] == ["x"] and "transform" not in meta  # plain numbers: the streaming path's meta
+    assert meta["n_train"] == 150 and meta["n_test"] == 50
+    assert "prepare: data/t.csv: 200 rows, 1 feature(s) -> 150 train / 50 test rows" in result.stdout
