@@ -137,13 +137,13 @@ def _check_columns(path: Path, header: list[str], wanted: list[str]) -> None:
         raise UserError(f"{path}: header names column {names} more than once; rename the duplicates")
     for name in wanted:
         if name not in header:
-            raise UserError(f"{path}: column {name!r} not found; {_column_hint(name, header)}")
+            raise UserError(f"{path}: column {name!r} not found; {column_hint(name, header)}")
 
 
 LISTED_COLUMNS = 20  # a message lists at most this many of the header's columns
 
 
-def _column_hint(name: str, header: list[str]) -> str:
+def column_hint(name: str, header: list[str]) -> str:
     """What to say about a column name that is not in the header: the likely intended column, the
     columns there are (the first LISTED_COLUMNS), or the delimiter the file seems to use."""
     if header and header[0].lower().startswith("sep="):
@@ -213,7 +213,7 @@ def _row_at(row: int, line: int) -> str:
     return f"row {row} (line {line})" if line else f"row {row}"
 
 
-def _where(path: Path, row: int) -> str:
+def row_where(path: Path, row: int) -> str:
     return _row_at(row, _locate_row(path, row)[0])
 
 
@@ -229,7 +229,7 @@ LARGEST_VALUE = 1e150
 SMALLEST_SPREAD = 1e-150  # and a column whose values differ by less would look constant once squared
 
 
-def _cell_hint(cell: str, name: str) -> str:
+def cell_hint(cell: str, name: str) -> str:
     """How to fix a cell that is not a number, when its spelling says what it is meant to be."""
     text = cell.strip()
     if text == name.strip():  # the header again further down: files joined with `cat`, each with its header
@@ -257,7 +257,7 @@ def _numeric_column(path: Path, frame, name: str, header: list[str]) -> np.ndarr
             row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
             cell = column.iloc[row - 1]
             raise UserError(
-                f"{path}: {_where(path, row)}, column {name!r}: {cell!r} is not a number{_cell_hint(str(cell), name)}"
+                f"{path}: {row_where(path, row)}, column {name!r}: {cell!r} is not a number{cell_hint(str(cell), name)}"
             )
         column = as_number.where(~empty)
     values = column.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -276,7 +276,9 @@ def _numeric_column(path: Path, frame, name: str, header: list[str]) -> np.ndarr
                 f"{path}: row {row} (line {line}) has {len(fields)} field(s) but the header has {len(header)}; "
                 "every row needs one field per header column"
             )
-        raise UserError(f"{path}: {_where(path, row)}, column {name!r}: the cell is empty; fill it in or drop the row")
+        raise UserError(
+            f"{path}: {row_where(path, row)}, column {name!r}: the cell is empty; fill it in or drop the row"
+        )
     out_of_range = np.abs(values) > LARGEST_VALUE  # infinities included
     if out_of_range.any():
         row = int(np.flatnonzero(out_of_range)[0]) + 1

@@ -16,14 +16,14 @@ from stages import columns
 from stages.csv_input import (
     LARGEST_VALUE,
     FastParseRefused,
-    _cell_hint,
-    _column_hint,
-    _where,
+    cell_hint,
     check_header,
     check_spread,
+    column_hint,
     read_cells,
     read_columns,
     read_table,
+    row_where,
     stream_columns,
 )
 from stages.errors import UserError, run_stage
@@ -214,7 +214,7 @@ def resolve_features(data: DataParams, header: list[str]) -> list[str]:
         for name in names:
             if name not in header:
                 raise UserError(f"{key} names column {name!r}, which {data.path} does not have; "
-                                f"{_column_hint(name, header)}")  # fmt: skip
+                                f"{column_hint(name, header)}")  # fmt: skip
     if data.features != ALL_FEATURES:
         return list(data.features)
     features = [name for name in header if name != data.target and name not in data.drop and name.strip()]
@@ -272,20 +272,20 @@ def _name_bad_cell(path: Path, header: list[str], name: str, cells: np.ndarray, 
         read_columns(path, [name], header)  # raises, naming the first bad cell of the column
     cell = str(cells[row - 1])
     if cell.lower().lstrip("+-") in ("inf", "infinity"):
-        raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {cell!r} is not a finite number")
+        raise UserError(f"{path}: {row_where(path, row)}, column {name!r}: {cell!r} is not a finite number")
     if not np.isnan(columns.as_numbers(np.array([cell]))[0]):
         raise UserError(
-            f"{path}: {_where(path, row)}, column {name!r}: {cell!r} is too large to compute with (beyond "
+            f"{path}: {row_where(path, row)}, column {name!r}: {cell!r} is too large to compute with (beyond "
             f"±{LARGEST_VALUE:g} its square overflows); rescale the column, e.g. divide it by a power of ten"
         )
-    raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {cell!r} is not a number{_cell_hint(cell, name)}")
+    raise UserError(f"{path}: {row_where(path, row)}, column {name!r}: {cell!r} is not a number{cell_hint(cell, name)}")
 
 
 def _refuse_missing(data: DataParams, name: str, cells: np.ndarray, missing: np.ndarray) -> None:
     path = Path(data.path)
     row = int(np.flatnonzero(missing)[0]) + 1
     what = "the cell is empty" if not cells[row - 1] else f"{str(cells[row - 1])!r} marks a missing cell"
-    raise UserError(f"{path}: {_where(path, row)}, column {name!r}: {what}; fill it in or drop the row, or set "
+    raise UserError(f"{path}: {row_where(path, row)}, column {name!r}: {what}; fill it in or drop the row, or set "
                     "data.missing: impute")  # fmt: skip
 
 
