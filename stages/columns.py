@@ -158,7 +158,9 @@ class ColumnTransform:
         parsed[missing] = np.nan
         return parsed
 
-    def encode(self, cells: np.ndarray, missing: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    def encode(
+        self, cells: np.ndarray, missing: np.ndarray, where: str, parsed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """(rows, len(features())) float64, and for a categorical column which rows hold a category the
         training rows never had (they count as infrequent: the infrequent feature, or all zeros without one)."""
         if self.type == "categorical":
@@ -174,7 +176,7 @@ class ColumnTransform:
             hit = np.flatnonzero(columns >= 0)
             out[hit, columns[hit]] = 1.0
             return out, ~known[inverse]
-        parsed = self.values(cells, missing, where)
+        parsed = self.values(cells, missing, where) if parsed is None else parsed  # (values() of these cells)
         gaps = np.isnan(parsed)
         filled = np.where(gaps, np.asarray(self.medians), parsed)
         if self.indicator:
@@ -202,8 +204,9 @@ _TYPE_WORDS = {"numeric": "a number", "boolean": "yes/no, true/false, y/n or t/f
 
 
 def fit_column(name: str, kind: str, cells: np.ndarray, missing: np.ndarray, train: np.ndarray, min_frequency: int,
-               where: str) -> ColumnTransform:  # fmt: skip
-    """The column's transform, fitted on the training rows `train` (indices)."""
+               where: str, parsed: np.ndarray | None = None) -> ColumnTransform:  # fmt: skip
+    """The column's transform, fitted on the training rows `train` (indices). `parsed`: values() of all the
+    cells, where the caller has them already (numeric, boolean and date columns)."""
     column = ColumnTransform(name, kind)
     if kind == "categorical":
         keys = np.where(missing[train], MISSING, cells[train])
@@ -212,7 +215,7 @@ def fit_column(name: str, kind: str, cells: np.ndarray, missing: np.ndarray, tra
         column.rare = [str(c) for c, n in zip(names, counts, strict=True) if n < min_frequency]
         column.infrequent = bool(column.rare)
         return column
-    parsed = column.values(cells[train], missing[train], where)
+    parsed = column.values(cells[train], missing[train], where) if parsed is None else parsed[train]
     gaps = np.isnan(parsed[:, 0])
     if gaps.all():
         raise UserError(
@@ -232,14 +235,16 @@ class Transform:
     def features(self) -> list[str]:
         return [name for column in self.columns for name in column.features()]
 
-    def encode(self, table: dict[str, np.ndarray], where: str) -> tuple[np.ndarray, int]:
+    def encode(
+        self, table: dict[str, np.ndarray], where: str, parsed: dict[str, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, int]:
         """(rows, features) float64 of the raw cells in `table` (column name -> stripped str cells), and how
-        many rows hold a category the training rows never had."""
+        many rows hold a category the training rows never had. `parsed`: values() of columns already read."""
         n_rows = len(next(iter(table.values()))) if table else 0
         parts, unseen = [], np.zeros(n_rows, dtype=bool)
         for column in self.columns:
             cells = table[column.name]
-            part, new = column.encode(cells, missing_mask(cells), where)
+            part, new = column.encode(cells, missing_mask(cells), where, (parsed or {}).get(column.name))
             parts.append(part)
             if new is not None:
                 unseen |= new

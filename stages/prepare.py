@@ -298,7 +298,7 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
     y, kept = _target_values(data, header, table.pop(data.target))
     where = str(path)
     fitted, lines = [], []
-    kinds = {}
+    kinds, parsed = {}, {}  # parsed: each numeric, boolean and date column's values, read once
     for name in features:
         cells = table[name]
         missing = columns.missing_mask(cells)
@@ -314,18 +314,20 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
                 lines.append(_IDENTIFIER_LINE.format(name=name))
                 continue
         if kind != "categorical":  # a cell the type cannot read, or too large, named by its row in the file
-            parsed = columns.ColumnTransform(name, kind).values(cells, missing, where)
-            large = np.flatnonzero(np.abs(np.nan_to_num(parsed[:, 0], nan=0.0)) > LARGEST_VALUE)
+            parsed[name] = columns.ColumnTransform(name, kind).values(cells, missing, where)
+            large = np.flatnonzero(np.abs(np.nan_to_num(parsed[name][:, 0], nan=0.0)) > LARGEST_VALUE)
             if len(large):
                 _name_bad_cell(path, header, name, cells, missing, int(large[0]) + 1)
         kinds[name] = kind
     rows = np.flatnonzero(kept)
     n_left_out = len(y) - len(rows)
+    parsed = {name: values[rows] for name, values in parsed.items()}
     train_rows, test_rows = split_rows(len(rows), data.test_size, data.split_seed)
     for name, kind in kinds.items():
         cells = table[name][rows]
         missing = columns.missing_mask(cells)
-        column = columns.fit_column(name, kind, cells, missing, train_rows, data.min_frequency, where)
+        column = columns.fit_column(name, kind, cells, missing, train_rows, data.min_frequency, where,
+                                    parsed.get(name))  # fmt: skip
         if kind == "categorical" and not column.categories:
             lines.append(columns.describe(column, int(missing.sum()), "every value is rare (fewer than "
                          f"data.min_frequency {data.min_frequency} training rows), as in an identifier or a name: "
@@ -344,7 +346,7 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
                         "columns in data.features")  # fmt: skip
     for line in lines:
         print(line)
-    X, _ = transform.encode({column.name: table[column.name][rows] for column in fitted}, where)
+    X, _ = transform.encode({column.name: table[column.name][rows] for column in fitted}, where, parsed)
     y = y[rows]
     feature_names = (*names, data.target)
     scaling = fit_scaling(X, y, train_rows, feature_names) if data.standardize else None
