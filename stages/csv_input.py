@@ -266,16 +266,7 @@ def _numeric_column(path: Path, frame, name: str, header: list[str]) -> np.ndarr
         row = int(np.flatnonzero(missing)[0]) + 1
         line, fields = _locate_row(path, row)
         if 0 < len(fields) < len(header):
-            if len(fields) == 1 and not fields[0].strip():  # a no-break space, a form feed: pandas makes it a row
-                codes = ", ".join(f"U+{ord(char):04X}" for char in sorted(set(fields[0])))
-                raise UserError(
-                    f"{path}: row {row} (line {line}) holds only whitespace ({codes}) that is not a space or tab, "
-                    "so it is not skipped as a blank line; delete the line"
-                )
-            raise UserError(
-                f"{path}: row {row} (line {line}) has {len(fields)} field(s) but the header has {len(header)}; "
-                "every row needs one field per header column"
-            )
+            _refuse_short_row(path, row, line, fields, len(header))
         raise UserError(
             f"{path}: {row_where(path, row)}, column {name!r}: the cell is empty; fill it in or drop the row"
         )
@@ -401,30 +392,33 @@ def read_cells(path: str | Path, wanted: list[str], header: list[str] | None = N
     frame = _read_frame(path, wanted, header, as_text=True)
     short = _first_short_record(path, len(header))
     if short is not None:
-        row, line, n_fields, fields = short
-        if n_fields == 1 and not fields[0].strip():  # a no-break space, a form feed: pandas makes it a row
-            codes = ", ".join(f"U+{ord(char):04X}" for char in sorted(set(fields[0])))
-            raise UserError(
-                f"{path}: row {row} (line {line}) holds only whitespace ({codes}) that is not a space or tab, "
-                "so it is not skipped as a blank line; delete the line"
-            )
-        raise UserError(
-            f"{path}: row {row} (line {line}) has {n_fields} field(s) but the header has {len(header)}; "
-            "every row needs one field per header column"
-        )
+        _refuse_short_row(path, *short, len(header))
     return {name: np.char.strip(frame[name].to_numpy(dtype=str)) for name in wanted}
 
 
-def _first_short_record(path: Path, n_fields: int) -> tuple[int, int, int, list[str]] | None:
-    """(row, line, field count, fields) of the first data row with fewer than n_fields fields, as pandas
-    counts rows."""
+def _refuse_short_row(path: Path, row: int, line: int, fields: list[str], n_header: int) -> None:
+    """The message for a data row with fewer fields than the header (pandas fills it with empty cells)."""
+    if len(fields) == 1 and not fields[0].strip():  # a no-break space, a form feed: pandas makes it a row
+        codes = ", ".join(f"U+{ord(char):04X}" for char in sorted(set(fields[0])))
+        raise UserError(
+            f"{path}: row {row} (line {line}) holds only whitespace ({codes}) that is not a space or tab, "
+            "so it is not skipped as a blank line; delete the line"
+        )
+    raise UserError(
+        f"{path}: row {row} (line {line}) has {len(fields)} field(s) but the header has {n_header}; "
+        "every row needs one field per header column"
+    )
+
+
+def _first_short_record(path: Path, n_fields: int) -> tuple[int, int, list[str]] | None:
+    """(row, line, fields) of the first data row with fewer than n_fields fields, as pandas counts rows."""
     row = 0
     for line, fields in _records(path):
         if is_blank_record(fields):
             continue
         row += 1
         if len(fields) < n_fields:
-            return row, line, len(fields), fields
+            return row, line, fields
     return None
 
 
