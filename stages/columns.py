@@ -151,10 +151,7 @@ class ColumnTransform:
         bad = np.isnan(parsed[:, 0]) & ~missing
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise UserError(
-                f"{where}: row {row + 1}, column {self.name!r}: {str(cells[row])!r} is not {_TYPE_WORDS[self.type]} "
-                f"(the column is {self.type}); fix the cell, or set data.columns: {{{self.name}: categorical}}"
-            )
+            raise not_of_type(where, f"row {row + 1}", self.name, str(cells[row]), self.type)
         parsed[missing] = np.nan
         return parsed
 
@@ -201,6 +198,14 @@ class ColumnTransform:
 
 
 _TYPE_WORDS = {"numeric": "a number", "boolean": "yes/no, true/false, y/n or t/f", "date": "an ISO 8601 date"}
+
+
+def not_of_type(where: str, row: str, name: str, cell: str, kind: str) -> UserError:
+    """The error for a cell that the column's type (numeric, boolean, date) cannot read."""
+    return UserError(
+        f"{where}: {row}, column {name!r}: {cell!r} is not {_TYPE_WORDS[kind]} (the column is {kind}); fix the "
+        f"cell, or set data.columns: {{{name}: categorical}}"
+    )
 
 
 def fit_column(name: str, kind: str, cells: np.ndarray, missing: np.ndarray, train: np.ndarray, min_frequency: int,

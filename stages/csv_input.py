@@ -470,6 +470,43 @@ def stream_columns(path: str | Path, wanted: list[str]) -> Iterator[tuple[np.nda
         raise FastParseRefused(str(err)) from None
 
 
+def stream_text_columns(path: str | Path, wanted: list[str], block_bytes: int = STREAM_BLOCK_BYTES) -> Iterator[list]:
+    """The wanted columns of a CSV as pyarrow string arrays, block by block in file order (pyarrow's
+    multi-threaded streaming reader; a quoted field may hold line breaks): a cell spelled exactly as
+    one of stages/columns.py's MISSING_CELLS is null. Raises FastParseRefused at anything the reader refuses (a row with
+    another number of fields, a line of whitespace): read_cells names it, or reads what pandas reads."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    from stages.columns import MISSING_CELLS
+
+    try:
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=block_bytes, use_threads=True),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(wanted, pa.string()),
+                include_columns=wanted,
+                null_values=sorted(MISSING_CELLS),
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+        with reader:
+            for batch in reader:
+                if batch.schema.names != wanted:
+                    raise FastParseRefused(f"columns {batch.schema.names}")
+                yield list(batch.columns)
+    except (pa.ArrowException, OSError) as err:
+        raise FastParseRefused(str(err)) from None
+
+
+def cell_as_written(path: str | Path, row: int, name: str, header: list[str]) -> tuple[str, str]:
+    """(where, the cell's text, stripped) of data row `row` (1-based), column `name`: for a message."""
+    return _cell_as_written(Path(path), row, header.index(name), "")
+
+
 def _no_line_has_extra_fields(path: Path, n_fields: int) -> bool:
     """Whether no line of the file has more than n_fields comma-separated fields, judged from the bytes:
     False at once for a file with quote characters (a comma inside quotes separates nothing). CR and LF

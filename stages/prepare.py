@@ -12,107 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from stages import columns
-from stages.csv_input import (
-    LARGEST_VALUE,
-    FastParseRefused,
-    cell_hint,
-    check_header,
-    check_spread,
-    column_hint,
-    read_cells,
-    read_columns,
-    read_table,
-    row_where,
-    stream_columns,
-)
+from stages.csv_input import FastParseRefused, check_header, check_spread, column_hint, stream_columns
 from stages.errors import UserError, run_stage
 from stages.io import atomic_dir
 from stages.params import ALL_FEATURES, DataParams, load_params
 from stages.paths import PREPARED_DIR
-from stages.prepared import (
-    SPLIT_GROUP_ROWS,
-    Moments,
-    Scaling,
-    SplitPlan,
-    SplitWriter,
-    held_out_in_group,
-    seeded_split,
-    write_meta,
-    write_split,
-)
-
-MIN_TRAIN_ROWS = 2
-
-
-def check_training_rows(n_rows: int, test_size: float, n_train: int) -> None:
-    if n_train < MIN_TRAIN_ROWS:
-        raise UserError(
-            f"data: {n_rows} rows with data.test_size {test_size} leave {n_train} training rows; "
-            f"training needs at least {MIN_TRAIN_ROWS}: lower data.test_size or add rows"
-        )
-
-
-def split_rows(
-    n_rows: int, test_size: float, seed: int, group_rows: int = SPLIT_GROUP_ROWS
-) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of the train and test splits, each in file order; test has ceil(test_size * n_rows) rows."""
-    train_rows, test_rows = seeded_split(n_rows, test_size, seed, group_rows)
-    check_training_rows(n_rows, test_size, len(train_rows))
-    return train_rows, test_rows
-
-
-class ScalingFit:
-    """The training split's mean and population std of every column (features, then the target), taken
-    group by group of the table's rows (SPLIT_GROUP_ROWS) and merged, so that the streaming and the
-    in-memory prepare agree to the last bit; one group gives numpy's mean() and std() exactly."""
-
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self.names = names
-        self.moments: list[Moments] | None = None
-        self.first: np.ndarray | None = None  # the first training row, for the message about a constant column
-
-    def add(self, X: np.ndarray, y: np.ndarray) -> None:
-        """Add a group's training rows: features (rows, columns) and target (rows,)."""
-        if not len(y):
-            return
-        group = [*(Moments(np.ascontiguousarray(X[:, j])) for j in range(X.shape[1])), Moments(y)]
-        if self.moments is None:
-            self.moments, self.first = group, np.append(X[0], y[0])
-            return
-        for total, part in zip(self.moments, group, strict=True):
-            total.merge(part)
-
-    def scaling(self) -> Scaling:
-        """The Scaling; a constant column is an error."""
-        for name, part, first in zip(self.names, self.moments, self.first, strict=True):
-            if not part.std > 0:
-                raise UserError(
-                    f"data: column {name!r} is constant ({first:g}) on the training split, so it cannot be scaled; "
-                    "set data.standardize: false or drop the column from data.features"
-                )
-        means, stds = [part.mean for part in self.moments], [part.std for part in self.moments]
-        return Scaling(tuple(means[:-1]), tuple(stds[:-1]), means[-1], stds[-1])
-
-
-def fit_scaling(
-    X: np.ndarray, y: np.ndarray, rows: np.ndarray, names: tuple[str, ...], group_rows: int = SPLIT_GROUP_ROWS
-) -> Scaling:
-    """Mean and population std of each column of X and of y over the given rows (sorted); `names` are X's
-    columns then y's. A constant column is an error."""
-    fit = ScalingFit(names)
-    for start in range(0, len(y), group_rows):
-        group = rows[np.searchsorted(rows, start) : np.searchsorted(rows, start + group_rows)]
-        fit.add(X[group], y[group])
-    return fit.scaling()
-
-
-def plan_split(X: np.ndarray, y: np.ndarray, data: DataParams, group_rows: int = SPLIT_GROUP_ROWS) -> SplitPlan:
-    """The seeded train/test assignment of the rows and, with data.standardize, the training scaling."""
-    train_rows, test_rows = split_rows(len(y), data.test_size, data.split_seed, group_rows)
-    names = (*data.features, data.target)
-    scaling = fit_scaling(X, y, train_rows, names, group_rows) if data.standardize else None
-    return SplitPlan(train_rows, test_rows, scaling)
+from stages.prepared import SPLIT_GROUP_ROWS, ScalingFit, SplitWriter, held_out_in_group, write_meta
+from stages.typed_split import IDENTIFIER_LINE, check_training_rows, is_identifier, prepare_typed
 
 
 class _GroupBuffer:
@@ -140,11 +46,11 @@ class _GroupBuffer:
 def stream_split(
     data: DataParams, folder: Path, group_rows: int = SPLIT_GROUP_ROWS, whole: np.ndarray | None = None
 ) -> tuple[int, int]:
-    """prepare for a table of any length: parse the CSV with pyarrow block by block, assign each group of
-    rows to the splits as it completes (the same rows as plan_split), and append them to the split files,
-    so memory holds one group, never the table. Writes what write_split would, byte for byte. Returns
-    (train rows, test rows). Raises FastParseRefused where the checked path must read the file instead:
-    any problem in a cell, and every condition plan_split or read_table would refuse (they name it).
+    """prepare for a table of plain, complete numbers, of any length: parse the CSV with pyarrow block by
+    block, assign each group of rows to the splits as it completes (seeded_split's rows), and append them
+    to the split files, so memory holds one group, never the table. Returns (train rows, test rows).
+    Raises FastParseRefused at any cell that is not a plain number (the typed path reads the table then,
+    and names a problem) and at every other condition it would refuse (it names them).
 
     A complete group is split and written by a second thread (numpy's gathers and file writes release
     the GIL) while the parser fills the other of two group buffers."""
@@ -198,7 +104,7 @@ def stream_split(
     n_train, n_test = counts["train"], counts["test"]
     writer.close()
     if n_train + n_test == 0:
-        raise FastParseRefused("no data rows")  # read_table says so
+        raise FastParseRefused("no data rows")  # prepare_typed says so
     for name, column_low, column_high in zip(names, low, high, strict=True):
         check_spread(data.path, name, float(column_low), float(column_high))
     check_training_rows(n_train + n_test, data.test_size, n_train)
@@ -226,137 +132,6 @@ def resolve_features(data: DataParams, header: list[str]) -> list[str]:
     return features
 
 
-IDENTIFIER_MIN_ROWS = 20  # below this many rows, distinct integers are no sign of an identifier
-
-
-def _is_identifier(cells: np.ndarray) -> bool:
-    """Whether a complete numeric column holds a different whole number in every row (row numbers, R's
-    rownames, pandas' saved index, record ids): an identifier, whose order in the file, often sorted by
-    the target, would leak into the model."""
-    if len(cells) < IDENTIFIER_MIN_ROWS:
-        return False
-    try:
-        values = cells.astype(np.float64)
-    except ValueError:
-        return False
-    return bool(np.all(values == np.round(values))) and len(np.unique(values)) == len(values)
-
-
-def _target_values(data: DataParams, header: list[str], cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(values, present) of the target column; text, or missing in every row, is an error."""
-    path, name = Path(data.path), data.target
-    missing = columns.missing_mask(cells)
-    values = columns.as_numbers(cells)
-    bad = np.isnan(values) & ~missing
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0]) + 1
-        if bad.sum() > 0.5 * (~missing).sum() and bad.sum() > 1:
-            raise UserError(f"{path}: column {name!r}, data.target, is text ({str(cells[row - 1])!r} in row {row}); "
-                            "the target must be a number: set data.target to a numeric column")  # fmt: skip
-        _name_bad_cell(path, header, name, cells, missing, row)
-    if missing.all():
-        raise UserError(f"{path}: column {name!r}, data.target, is missing in every row; set data.target to a "
-                        "column with values")  # fmt: skip
-    if missing.any() and data.missing == "error":
-        _refuse_missing(data, name, cells, missing)
-    large = np.flatnonzero(np.abs(np.nan_to_num(values, nan=0.0)) > LARGEST_VALUE)
-    if len(large):
-        _name_bad_cell(path, header, name, cells, missing, int(large[0]) + 1)
-    return values, ~missing
-
-
-def _name_bad_cell(path: Path, header: list[str], name: str, cells: np.ndarray, missing: np.ndarray, row: int):
-    """Raise the message for the cell in (1-based) `row` of a numeric column that is not a finite number
-    within range: the checked reader's own, word for word, where the column has no missing cell."""
-    if not missing.any():
-        read_columns(path, [name], header)  # raises, naming the first bad cell of the column
-    cell = str(cells[row - 1])
-    if cell.lower().lstrip("+-") in ("inf", "infinity"):
-        raise UserError(f"{path}: {row_where(path, row)}, column {name!r}: {cell!r} is not a finite number")
-    if not np.isnan(columns.as_numbers(np.array([cell]))[0]):
-        raise UserError(
-            f"{path}: {row_where(path, row)}, column {name!r}: {cell!r} is too large to compute with (beyond "
-            f"±{LARGEST_VALUE:g} its square overflows); rescale the column, e.g. divide it by a power of ten"
-        )
-    raise UserError(f"{path}: {row_where(path, row)}, column {name!r}: {cell!r} is not a number{cell_hint(cell, name)}")
-
-
-def _refuse_missing(data: DataParams, name: str, cells: np.ndarray, missing: np.ndarray) -> None:
-    path = Path(data.path)
-    row = int(np.flatnonzero(missing)[0]) + 1
-    what = "the cell is empty" if not cells[row - 1] else f"{str(cells[row - 1])!r} marks a missing cell"
-    raise UserError(f"{path}: {row_where(path, row)}, column {name!r}: {what}; fill it in or drop the row, or set "
-                    "data.missing: impute")  # fmt: skip
-
-
-def prepare_typed(data: DataParams, header: list[str], features: list[str], folder: Path) -> tuple[int, int, int]:
-    """prepare for a table that is not all plain, complete numbers (or data.features: all, or data.columns):
-    every column read as text, typed (stages/columns.py), rows without a target left out, the transform
-    fitted on the training split, and the encoded features written as the split. Returns (rows, train, test)."""
-    path = Path(data.path)
-    table = read_cells(path, [*features, data.target], header)
-    y, kept = _target_values(data, header, table.pop(data.target))
-    where = str(path)
-    fitted, lines = [], []
-    kinds, parsed = {}, {}  # parsed: each numeric, boolean and date column's values, read once
-    for name in features:
-        cells = table[name]
-        missing = columns.missing_mask(cells)
-        kind, bad = columns.infer_type(cells, missing)
-        if name in data.columns:
-            kind, bad = data.columns[name], None
-        if bad is not None:  # the same message as for a table of numbers: the cell, its hint
-            _name_bad_cell(path, header, name, cells, missing, bad + 1)
-        if missing.any() and data.missing == "error":
-            _refuse_missing(data, name, cells, missing)
-        if data.features == ALL_FEATURES and name not in data.columns and kind == "numeric" and not missing.any():
-            if _is_identifier(cells):
-                lines.append(_IDENTIFIER_LINE.format(name=name))
-                continue
-        if kind != "categorical":  # a cell the type cannot read, or too large, named by its row in the file
-            parsed[name] = columns.ColumnTransform(name, kind).values(cells, missing, where)
-            large = np.flatnonzero(np.abs(np.nan_to_num(parsed[name][:, 0], nan=0.0)) > LARGEST_VALUE)
-            if len(large):
-                _name_bad_cell(path, header, name, cells, missing, int(large[0]) + 1)
-        kinds[name] = kind
-    rows = np.flatnonzero(kept)
-    n_left_out = len(y) - len(rows)
-    parsed = {name: values[rows] for name, values in parsed.items()}
-    train_rows, test_rows = split_rows(len(rows), data.test_size, data.split_seed)
-    for name, kind in kinds.items():
-        cells = table[name][rows]
-        missing = columns.missing_mask(cells)
-        column = columns.fit_column(name, kind, cells, missing, train_rows, data.min_frequency, where,
-                                    parsed.get(name))  # fmt: skip
-        if kind == "categorical" and not column.categories:
-            lines.append(columns.describe(column, int(missing.sum()), "every value is rare (fewer than "
-                         f"data.min_frequency {data.min_frequency} training rows), as in an identifier or a name: "
-                         f"it carries no information and is left out; add it to data.drop to say so"))  # fmt: skip
-            continue
-        if kind == "categorical" and len(column.categories) + len(column.rare) > columns.MAX_CATEGORIES:
-            lines.append(columns.describe(column, int(missing.sum()), f"more than {columns.MAX_CATEGORIES} distinct "
-                         "values, an identifier rather than a category: left out; add it to data.drop"))  # fmt: skip
-            continue
-        fitted.append(column)
-        lines.append(columns.describe(column, int(missing.sum())))
-    transform = columns.Transform(fitted)
-    names = transform.features()
-    if not names:
-        raise UserError(f"data: no feature is left to train on in {path} (see the lines above); list usable "
-                        "columns in data.features")  # fmt: skip
-    for line in lines:
-        print(line)
-    X, _ = transform.encode({column.name: table[column.name][rows] for column in fitted}, where, parsed)
-    y = y[rows]
-    feature_names = (*names, data.target)
-    scaling = fit_scaling(X, y, train_rows, feature_names) if data.standardize else None
-    plan = SplitPlan(train_rows, test_rows, scaling)
-    if n_left_out:
-        print(f"prepare: {n_left_out} row(s) with no {data.target!r} (the target) left out of training and metrics")
-    write_split(folder, X, y, tuple(names), data.target, plan, transform.to_dict(), n_left_out)
-    return len(rows), len(train_rows), len(test_rows)
-
-
 class _Identifiers(Exception):
     """Columns found to be identifiers after streaming: the written split is dropped and made again."""
 
@@ -376,7 +151,7 @@ def _stream_prepare(data: DataParams, features: list[str], out: Path) -> tuple[i
     except _Identifiers as found:
         ids = found.args[0]
     for name in ids:
-        print(_IDENTIFIER_LINE.format(name=name))
+        print(IDENTIFIER_LINE.format(name=name))
     kept = [name for name in features if name not in ids]
     if not kept:
         raise UserError(f"data: no feature is left to train on in {data.path} (see the lines above); list usable "
@@ -387,14 +162,9 @@ def _stream_prepare(data: DataParams, features: list[str], out: Path) -> tuple[i
 
 def _distinct(folder: Path, j: int) -> bool:
     """Whether feature j of the written split holds a different value in every row (and enough rows)."""
-    column = np.concatenate([np.load(folder / f"X_{part}.npy", mmap_mode="r")[:, j] for part in ("train", "test")])
-    return len(column) >= IDENTIFIER_MIN_ROWS and len(np.unique(column)) == len(column)
-
-
-_IDENTIFIER_LINE = (
-    "prepare: column {name!r}: a different whole number in every row, an identifier (row numbers, ids): left "
-    "out; list it in data.features or data.columns to use it, or in data.drop to say so"
-)
+    return is_identifier(
+        np.concatenate([np.load(folder / f"X_{part}.npy", mmap_mode="r")[:, j] for part in ("train", "test")])
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -413,33 +183,15 @@ def main(argv: list[str] | None = None) -> None:
     listed = [] if data.features == ALL_FEATURES else list(data.features)
     header = check_header(data.path, [*listed, data.target])  # not a text file, a missing column: said first
     features = resolve_features(data, header)
-    typed = bool(data.columns)
-    n_features = len(features)
     try:
-        if typed:
+        if data.columns:
             raise FastParseRefused("typed columns")
         n_train, n_test = _stream_prepare(data, features, Path(args.out))
         n_rows = n_train + n_test
-        n_features = len(json.loads((Path(args.out) / "meta.json").read_text())["features"])
-    except FastParseRefused:
-        # The checked path: pandas, every cell judged: a table of numbers with a problem in a cell that
-        # data.missing: impute does not cover names it (or, where pandas reads what pyarrow refused, such as
-        # spaces before numbers, gives the same split from its values); any other table is typed.
-        try:
-            table = (
-                None if typed or data.features == ALL_FEATURES else read_table(data.path, tuple(features), data.target)
-            )
-        except UserError:
-            table = None
-        if table is not None:
-            plan = plan_split(table.X, table.y, replace(data, features=tuple(features)))
-            with atomic_dir(args.out) as folder:
-                write_split(folder, table.X, table.y, table.features, table.target, plan)
-            n_rows, n_train, n_test = len(table.y), len(plan.train_rows), len(plan.test_rows)
-        else:
-            with atomic_dir(args.out) as folder:
-                n_rows, n_train, n_test = prepare_typed(data, header, features, folder)
-            n_features = len(json.loads((Path(args.out) / "meta.json").read_text())["features"])
+    except FastParseRefused:  # a cell that is not a plain number: text, a missing cell, a typo (named there)
+        with atomic_dir(args.out) as folder:
+            n_rows, n_train, n_test = prepare_typed(data, header, features, folder)
+    n_features = len(json.loads((Path(args.out) / "meta.json").read_text())["features"])
     print(
         f"prepare: {data.path}: {n_rows} rows, {n_features} feature(s) -> "
         f"{n_train} train / {n_test} test rows in {args.out}"

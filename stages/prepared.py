@@ -40,15 +40,6 @@ class Scaling:
 
 
 @dataclass(frozen=True)
-class SplitPlan:
-    """Which rows of the table go to each split (each in file order), and the scaling to store."""
-
-    train_rows: np.ndarray
-    test_rows: np.ndarray
-    scaling: Scaling | None
-
-
-@dataclass(frozen=True)
 class Split:
     """Train and test rows of a table (test may be empty), with the scaling the models must use."""
 
@@ -117,46 +108,44 @@ class Moments:
         return math.sqrt(self.var)
 
 
+class ScalingFit:
+    """prepare's training scaling: the mean and population std of every column (features, then the
+    target) over the training rows, added block by block as they are written and merged (Moments); one
+    block gives numpy's mean() and std() exactly."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.moments: list[Moments] | None = None
+        self.first: np.ndarray | None = None  # the first training row, for the message about a constant column
+
+    def add(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Add a block of training rows: features (rows, columns) and target (rows,)."""
+        if not len(y):
+            return
+        group = [*(Moments(np.ascontiguousarray(X[:, j])) for j in range(X.shape[1])), Moments(y)]
+        if self.moments is None:
+            self.moments, self.first = group, np.append(X[0], y[0])
+            return
+        for total, part in zip(self.moments, group, strict=True):
+            total.merge(part)
+
+    def scaling(self) -> Scaling:
+        """The Scaling; a constant column is an error."""
+        for name, part, first in zip(self.names, self.moments, self.first, strict=True):
+            if not part.std > 0:
+                raise UserError(
+                    f"data: column {name!r} is constant ({first:g}) on the training split, so it cannot be scaled; "
+                    "set data.standardize: false or drop the column from data.features"
+                )
+        means, stds = [part.mean for part in self.moments], [part.std for part in self.moments]
+        return Scaling(tuple(means[:-1]), tuple(stds[:-1]), means[-1], stds[-1])
+
+
 def sample_rows(n_rows: int, limit: int, seed: int = 0) -> np.ndarray:
     """Indices of at most `limit` rows, in order: all of them, or a seeded random sample (for plots)."""
     if n_rows <= limit:
         return np.arange(n_rows)
     return np.sort(np.random.default_rng(seed).choice(n_rows, size=limit, replace=False))
-
-
-def _take_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """values[rows] as a new row-major float64 array, gathered one column at a time (from a
-    column-major table that is several times faster than values[rows])."""
-    if values.ndim == 1:
-        return np.asarray(values[rows], dtype=np.float64)
-    out = np.empty((len(rows), values.shape[1]), dtype=np.float64)
-    for j in range(values.shape[1]):
-        out[:, j] = values[:, j][rows]
-    return out
-
-
-def write_split(
-    folder: Path,
-    X: np.ndarray,
-    y: np.ndarray,
-    features: tuple[str, ...],
-    target: str,
-    plan: SplitPlan,
-    transform: dict | None = None,
-    n_target_missing: int = 0,
-) -> None:
-    """Write the splits of (X, y) as .npy arrays plus meta.json into an (empty, temporary) folder.
-
-    One split array is materialised at a time, so the peak is the table plus its largest split. The
-    arrays are row-major whatever the table's layout.
-    """
-    for name, rows in (("train", plan.train_rows), ("test", plan.test_rows)):
-        for prefix, values in (("X", X), ("y", y)):
-            with (folder / f"{prefix}_{name}.npy").open("wb") as handle:
-                np.save(handle, _take_rows(values, rows))
-    write_meta(
-        folder, features, target, len(plan.train_rows), len(plan.test_rows), plan.scaling, transform, n_target_missing
-    )
 
 
 class NpyAppender:

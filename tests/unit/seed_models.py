@@ -3,14 +3,16 @@ shared by the unit tests of models, training, train and evaluate."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from stages import models, training
-from stages.csv_input import read_table
 from stages.params import DataParams, ModelSpec, TrainParams
-from stages.prepare import plan_split
-from stages.prepared import Split
+from stages.prepare import stream_split
+from stages.prepared import Split, read_split
 
 X_SEED = np.arange(1.0, 11.0).reshape(-1, 1)
 Y_SEED = np.array([3, 5, 5, 6, 7, 7, 8, 9, 9, 10], dtype=np.float64)
@@ -34,18 +36,10 @@ def train_on(spec: ModelSpec, X=X_SEED, y=Y_SEED, seed=0, dtype="float32"):
 
 
 def split_from_csv(data: DataParams) -> Split:
-    """The split `prepare` would write for these data params, in memory."""
-    table = read_table(data.path, data.features, data.target)
-    plan = plan_split(table.X, table.y, data)
-    return Split(
-        features=table.features,
-        target=table.target,
-        X_train=table.X[plan.train_rows],
-        y_train=table.y[plan.train_rows],
-        X_test=table.X[plan.test_rows],
-        y_test=table.y[plan.test_rows],
-        scaling=plan.scaling,
-    )
+    """The split `prepare` writes for these data params (a table of plain numbers), read into memory."""
+    with tempfile.TemporaryDirectory() as folder:
+        stream_split(data, Path(folder))
+        return read_split(folder)
 
 
 def fit_quietly(spec: ModelSpec, split: Split, settings: TrainParams | None = None):

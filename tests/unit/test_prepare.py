@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
 
 import numpy as np
 import pytest
 
 from stages.errors import UserError
 from stages.params import DataParams
-from stages.prepare import fit_scaling, plan_split, split_rows
-from stages.prepared import Scaling
+from stages.prepared import Scaling, ScalingFit, seeded_split
+from stages.typed_split import check_training_rows, median, prepare_typed
+
+
+def split_rows(n_rows, test_size, seed):
+    train, test = seeded_split(n_rows, test_size, seed)
+    check_training_rows(n_rows, test_size, len(train))
+    return train, test
+
+
+def fit_scaling(X, y, rows, names):
+    fit = ScalingFit(names)
+    fit.add(X[rows], y[rows])
+    return fit.scaling()
 
 
 def test_split_is_deterministic_disjoint_and_in_file_order():
@@ -40,12 +52,29 @@ def test_scaling_uses_only_training_rows_and_rejects_constant_columns():
         fit_scaling(np.array([[1.0], [1.0]]), np.array([1.0, 2.0]), np.array([0, 1]), ("x", "y"))
 
 
-def test_plan_split_holds_out_seeded_rows_and_scales_by_the_training_rows_only():
+def test_the_typed_path_holds_out_seeded_rows_and_scales_by_the_training_rows_only(tmp_path):
     X = np.arange(20.0).reshape(10, 2)
     y = np.arange(10.0) * 3
-    data = DataParams(path="t.csv", features=("a", "b"), target="t", test_size=0.3, split_seed=5, standardize=True)
-    plan = plan_split(X, y, data)
-    assert (plan.train_rows.tolist(), plan.test_rows.tolist()) == tuple(r.tolist() for r in split_rows(10, 0.3, 5))
-    assert plan.scaling.y_mean == float(y[plan.train_rows].mean())
-    assert plan.scaling.x_std == tuple(float(s) for s in X[plan.train_rows].std(axis=0))
-    assert plan_split(X, y, replace(data, standardize=False)).scaling is None
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,t\n" + "".join(f"{a:g},{b:g},{t:g}\n" for (a, b), t in zip(X, y, strict=True)))
+    data = DataParams(path=str(csv), features=("a", "b"), target="t", test_size=0.3, split_seed=5, standardize=True)
+    (tmp_path / "out").mkdir()
+    assert prepare_typed(data, ["a", "b", "t"], ["a", "b"], tmp_path / "out") == (10, 7, 3)
+    train, test = split_rows(10, 0.3, 5)
+    assert np.load(tmp_path / "out/y_test.npy").tolist() == y[test].tolist()
+    meta = json.loads((tmp_path / "out/meta.json").read_text())
+    assert meta["scaling"]["y_mean"] == float(y[train].mean())
+    assert meta["scaling"]["x_std"] == [float(s) for s in X[train].std(axis=0)]
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 10, 5000, 5001])
+def test_median_by_narrowing_is_numpys_median(count, monkeypatch):
+    import stages.typed_split as typed_split
+
+    monkeypatch.setattr(typed_split, "SELECT_GATHER", 3)  # narrow down to three values, not millions
+    rng = np.random.default_rng(count)
+    tables = [rng.standard_normal(count), np.round(rng.standard_normal(count)), rng.integers(0, 3, count) * 1.0]
+    tables += [np.full(count, -0.5), rng.uniform(1.0, 1.0 + 1e-12, count), -rng.lognormal(0, 20, count)]
+    for values in tables:
+        chunks = lambda values=values: iter(np.array_split(values, 4))  # noqa: E731
+        assert median(chunks, count) == np.median(values)

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from stages.errors import UserError
-from stages.prepared import Scaling, SplitPlan, read_split, release, sample_rows, write_split
+from stages.prepared import Scaling, SplitWriter, read_split, release, sample_rows, write_meta
+
+
+def write_split(folder, X, y, features, target, train_rows, test_rows, scaling=None):
+    """A prepared folder of these rows, written as prepare writes one (SplitWriter, write_meta)."""
+    writer = SplitWriter(folder, X.shape[1])
+    writer.append("train", X[train_rows], y[train_rows])
+    writer.append("test", X[test_rows], y[test_rows])
+    writer.close()
+    write_meta(folder, features, target, len(train_rows), len(test_rows), scaling)
 
 
 def test_split_files_round_trip(tmp_path):
@@ -17,14 +26,14 @@ def test_split_files_round_trip(tmp_path):
     scaling = Scaling((1.0, 2.0), (3.0, 4.0), 5.0, 6.0)
     folder = tmp_path / "prepared"
     folder.mkdir()
-    write_split(folder, X, y, ("a", "b"), "t", SplitPlan(np.array([0, 2]), np.array([1]), scaling))
+    write_split(folder, X, y, ("a", "b"), "t", np.array([0, 2]), np.array([1]), scaling)
     back = read_split(folder)
     assert back.features == ("a", "b") and back.target == "t" and back.scaling == scaling
     assert back.X_train.tolist() == [[1.0, 2.0], [0.1, 1e-300]] and back.y_train.tolist() == [5.0, 7.0]
     assert back.X_test.tolist() == [[3.0, 4.0]] and back.y_test.tolist() == [6.0]
     everything = tmp_path / "all"
     everything.mkdir()
-    write_split(everything, X, y, ("a", "b"), "t", SplitPlan(np.arange(3), np.array([], dtype=int), None))
+    write_split(everything, X, y, ("a", "b"), "t", np.arange(3), np.array([], dtype=int))
     back = read_split(everything)
     assert back.X_train.flags.c_contiguous and back.X_train.tolist() == X.tolist()
     assert back.X_test.shape == (0, 2) and back.scaling is None
@@ -60,7 +69,7 @@ def test_a_pass_over_a_mapped_split_holds_one_block_not_the_file(tmp_path):
     X = np.random.default_rng(0).standard_normal((rows, 8))
     folder = tmp_path / "prepared"
     folder.mkdir()
-    write_split(folder, X, X[:, 0].copy(), tuple("abcdefgh"), "t", SplitPlan(np.arange(rows), np.arange(0), None))
+    write_split(folder, X, X[:, 0].copy(), tuple("abcdefgh"), "t", np.arange(rows), np.arange(0))
     split = read_split(folder, mmap=True)
     before = _resident_file_kib()
     tensor = models.scaled_tensor(split.X_train, None, torch.float64)

@@ -1,8 +1,10 @@
-"""prepare's streaming path (pyarrow, group by group) against its checked path (pandas, the whole table):
-the same files byte for byte, or the same message."""
+"""prepare's two readers, which feed one writer (SplitWriter): the numeric stream (pyarrow's float parser,
+for tables of plain numbers) against the typed path (every cell read as text, typed, encoded): the same
+split arrays byte for byte; and pyarrow's numbers against pandas' (the checked reader that names cells)."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -11,28 +13,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.csv_input import FastParseRefused, read_columns, read_table, stream_columns
+from stages.csv_input import FastParseRefused, read_columns, stream_columns
 from stages.errors import UserError
 from stages.params import DataParams
-from stages.prepare import plan_split, stream_split
-from stages.prepared import SPLIT_ARRAYS, NpyAppender, held_out_in_group, seeded_split, write_split
+from stages.prepare import stream_split
+from stages.prepared import SPLIT_ARRAYS, NpyAppender, held_out_in_group, seeded_split
+from stages.typed_split import prepare_typed
 
-FILES = (*(f"{name}.npy" for name in SPLIT_ARRAYS), "meta.json")
-
-
-def checked_path(data: DataParams, folder: Path, group_rows: int) -> None:
-    table = read_table(data.path, data.features, data.target)
-    write_split(folder, table.X, table.y, table.features, table.target, plan_split(table.X, table.y, data, group_rows))
+FILES = tuple(f"{name}.npy" for name in SPLIT_ARRAYS)
 
 
-def outcome(function, data: DataParams, folder: Path, group_rows: int):
-    """The files written, or the message."""
-    folder.mkdir()
-    try:
-        function(data, folder, group_rows)
-    except UserError as err:
-        return str(err)
-    return {name: (folder / name).read_bytes() for name in FILES}
+def written(folder: Path) -> tuple[dict, dict]:
+    """The split arrays' bytes, and meta.json without what only the typed path writes."""
+    meta = json.loads((folder / "meta.json").read_text())
+    for key in ("transform", "n_target_missing"):
+        meta.pop(key, None)
+    return {name: (folder / name).read_bytes() for name in FILES}, meta
 
 
 numbers = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda v: f"{v:.{abs(hash(v)) % 17 + 1}g}")
@@ -41,13 +37,12 @@ numbers = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda v
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(st.tuples(numbers, numbers, numbers), min_size=1, max_size=40),
-    group_rows=st.sampled_from([1, 2, 3, 7, 1 << 20]),
     test_size=st.sampled_from([0.0, 0.2, 0.5, 0.9]),
     standardize=st.booleans(),
     seed=st.integers(0, 3),
 )
-def test_the_streaming_prepare_writes_what_the_checked_path_writes(
-    tmp_path_factory, rows, group_rows, test_size, standardize, seed
+def test_the_typed_path_writes_the_split_the_numeric_stream_writes(
+    tmp_path_factory, rows, test_size, standardize, seed
 ):
     tmp = tmp_path_factory.mktemp("t")
     csv = tmp / "t.csv"
@@ -55,13 +50,21 @@ def test_the_streaming_prepare_writes_what_the_checked_path_writes(
     data = DataParams(
         path=str(csv), features=("b", "a"), target="y", test_size=test_size, split_seed=seed, standardize=standardize
     )
-    try:
-        streamed = outcome(stream_split, data, tmp / "stream", group_rows)
-    except FastParseRefused:
-        streamed = None  # no rows left to split this way: prepare reads the file the checked way
-    checked = outcome(checked_path, data, tmp / "checked", group_rows)
-    assert streamed is None or streamed == checked
-    assert streamed is not None or isinstance(checked, str)
+    outcomes = []
+    header = ["a", "skip", "b", "y"]
+    runs = {
+        "stream": lambda out: stream_split(data, out),
+        "typed": lambda out: prepare_typed(data, header, ["b", "a"], out),
+    }
+    for name, run in runs.items():
+        (tmp / name).mkdir()
+        try:
+            run(tmp / name)
+        except (UserError, FastParseRefused) as err:
+            outcomes.append(type(err).__name__)
+            continue
+        outcomes.append(written(tmp / name))
+    assert outcomes[0] == outcomes[1] or outcomes == ["FastParseRefused", "UserError"]
 
 
 CELLS = [
