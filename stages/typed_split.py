@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -290,13 +291,23 @@ def check_training_rows(n_rows: int, test_size: float, n_train: int) -> None:
         )
 
 
-def _groups(n_rows: int, data: DataParams) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(start, stop, which rows train) of each group of SPLIT_GROUP_ROWS rows, as seeded_split assigns them."""
-    for group, start in enumerate(range(0, n_rows, SPLIT_GROUP_ROWS)):
-        size = min(SPLIT_GROUP_ROWS, n_rows - start)
-        train = np.ones(size, dtype=bool)
-        train[held_out_in_group(group, size, data.test_size, data.split_seed)] = False
-        yield start, start + size, train
+class _SplitGroups:
+    """Which kept rows train, group by group of SPLIT_GROUP_ROWS rows as seeded_split assigns them: drawn
+    once, held as bits (an eighth of a byte a row)."""
+
+    def __init__(self, n_rows: int, data: DataParams) -> None:
+        self.parts, self.n_train = [], 0
+        for group, start in enumerate(range(0, n_rows, SPLIT_GROUP_ROWS)):
+            size = min(SPLIT_GROUP_ROWS, n_rows - start)
+            train = np.ones(size, dtype=bool)
+            train[held_out_in_group(group, size, data.test_size, data.split_seed)] = False
+            self.parts.append((start, start + size, np.packbits(train)))
+            self.n_train += int(train.sum())
+
+    def __iter__(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(start, stop, which of rows start:stop train) of each group."""
+        for start, stop, bits in self.parts:
+            yield start, stop, np.unpackbits(bits, count=stop - start).astype(bool)
 
 
 _SIGN = np.uint64(1 << 63)
@@ -456,12 +467,12 @@ def _compact_columns(data, header, scans, blocks, folder, lines) -> list[_Compac
     return out
 
 
-def _fit(column: _Compact, n_rows: int, data: DataParams, where: str) -> columns.ColumnTransform:
+def _fit(column: _Compact, groups: _SplitGroups, data: DataParams, where: str) -> columns.ColumnTransform:
     """The column's transform, fitted on the training rows (columns.ColumnTransform)."""
     fitted = columns.ColumnTransform(column.name, column.kind)
     if column.kind == "categorical":
         counts = np.zeros(len(column.keys), dtype=np.int64)
-        for start, stop, train in _groups(n_rows, data):
+        for start, stop, train in groups:
             counts += np.bincount(column.codes[start:stop][train], minlength=len(counts))
         seen = sorted((column.keys[code], int(counts[code])) for code in np.flatnonzero(counts))
         fitted.categories = [key for key, count in seen if count >= data.min_frequency]
@@ -471,7 +482,7 @@ def _fit(column: _Compact, n_rows: int, data: DataParams, where: str) -> columns
     for part in range(column.values.shape[1]):
 
         def chunks(part: int = part) -> Iterator[np.ndarray]:
-            for start, stop, train in _groups(n_rows, data):
+            for start, stop, train in groups:
                 values = column.values[start:stop, part][train]
                 yield values[~np.isnan(values)]
 
@@ -481,36 +492,70 @@ def _fit(column: _Compact, n_rows: int, data: DataParams, where: str) -> columns
                             f"(data.drop: [{column.name}]) or fill it in")  # fmt: skip
         fitted.medians.append(median(chunks, count))
         if part == 0:
-            n_train = sum(int(train.sum()) for _, _, train in _groups(n_rows, data))
-            fitted.indicator = count < n_train
+            fitted.indicator = count < groups.n_train
     return fitted
 
 
-def _encoder(column: _Compact, fitted: columns.ColumnTransform) -> Callable[[int, int], np.ndarray]:
-    """rows start:stop of the column encoded, as columns.ColumnTransform.encode encodes its cells."""
+def _encoder(column: _Compact, fitted: columns.ColumnTransform) -> Callable[[int, np.ndarray, np.ndarray], None]:
+    """encode(start, rows, out): the column's rows start + rows encoded into `out` (len(rows), its
+    features), as columns.ColumnTransform.encode encodes its cells."""
     if column.kind == "categorical":
         infrequent = len(fitted.categories) if fitted.infrequent else -1
         index = {key: j for j, key in enumerate(fitted.categories)}
         slot = np.array([index.get(key, infrequent) for key in column.keys], dtype=np.int64)
-        width = len(fitted.features())
 
-        def one_hot(start: int, stop: int) -> np.ndarray:
-            out = np.zeros((stop - start, width))
-            slots = slot[column.codes[start:stop]]
+        def one_hot(start: int, rows: np.ndarray, out: np.ndarray) -> None:
+            out[:] = 0.0
+            slots = slot[column.codes[start + rows]]
             hit = np.flatnonzero(slots >= 0)
             out[hit, slots[hit]] = 1.0
-            return out
 
         return one_hot
-    medians = np.asarray(fitted.medians)
+    medians, parts = np.asarray(fitted.medians), len(fitted.medians)
 
-    def filled(start: int, stop: int) -> np.ndarray:
-        values = np.asarray(column.values[start:stop])
+    def filled(start: int, rows: np.ndarray, out: np.ndarray) -> None:
+        values = column.values[start + rows]
         gaps = np.isnan(values)
-        out = np.where(gaps, medians, values)
-        return np.column_stack([out, gaps[:, 0].astype(np.float64)]) if fitted.indicator else out
+        out[:, :parts] = np.where(gaps, medians, values)
+        if fitted.indicator:
+            out[:, parts] = gaps[:, 0]
 
     return filled
+
+
+def _append(writer: SplitWriter, parts: dict) -> None:
+    for split, (X, y) in parts.items():
+        writer.append(split, X, y)
+
+
+def _encode_rows(fitted: list, target: np.ndarray, groups: _SplitGroups, writer: SplitWriter,
+                 scaling_fit: ScalingFit | None) -> None:  # fmt: skip
+    """Every kept row encoded and appended to its split, ENCODE_BYTES at a time; a chunk is written by a
+    second thread (file writes release the GIL) while the next is encoded."""
+    encoders = [_encoder(column, transform) for column, transform in fitted]
+    edges = np.cumsum([0, *(len(transform.features()) for _, transform in fitted)])
+    chunk = max(1, ENCODE_BYTES // (8 * int(edges[-1])))
+    pending: Future | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-write") as writes:
+        for start, stop, train in groups:
+            for low in range(start, stop, chunk):
+                kept = train[low - start : min(stop, low + chunk) - start]
+                parts = {}
+                for split, rows in (("train", np.flatnonzero(kept)), ("test", np.flatnonzero(~kept))):
+                    X = np.empty((len(rows), int(edges[-1])))
+                    for encode, left, right in zip(encoders, edges[:-1], edges[1:], strict=True):
+                        encode(low, rows, X[:, left:right])
+                    parts[split] = (X, np.asarray(target[low + rows]))
+                if scaling_fit is not None:
+                    scaling_fit.add(*parts["train"])
+                if pending is not None:
+                    pending.result()
+                pending = writes.submit(
+                    lambda parts=parts: [writer.append(split, *part) for split, part in parts.items()]
+                )
+        if pending is not None:
+            pending.result()
+    writer.close()
 
 
 def prepare_typed(data: DataParams, header: list[str], features: list[str], folder: Path) -> tuple[int, int, int]:
@@ -530,7 +575,8 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
     _check_target(data, header, aim, n_read)
     lines: list[str] = []
     compact = _compact_columns(data, header, scans, blocks, work, lines)
-    n_train = sum(int(train.sum()) for _, _, train in _groups(n_rows, data))
+    groups = _SplitGroups(n_rows, data)
+    n_train = groups.n_train
     check_training_rows(n_rows, data.test_size, n_train)
     fitted = []
     for column in compact:
@@ -539,7 +585,7 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
             lines.append(columns.describe(transform, column.n_missing, f"more than {columns.MAX_CATEGORIES} distinct "
                          "values, an identifier rather than a category: left out; add it to data.drop"))  # fmt: skip
             continue
-        transform = _fit(column, n_rows, data, str(path))
+        transform = _fit(column, groups, data, str(path))
         if column.kind == "categorical" and not transform.categories:
             lines.append(columns.describe(transform, column.n_missing, "every value is rare (fewer than "
                          f"data.min_frequency {data.min_frequency} training rows), as in an identifier or a name: "
@@ -554,22 +600,8 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
                         "columns in data.features")  # fmt: skip
     for line in lines:
         print(line)
-    target = _mapped(work / "target.f8", np.float64)
-    encoders = [_encoder(column, column_transform) for column, column_transform in fitted]
-    chunk = max(1, ENCODE_BYTES // (8 * len(names)))
-    writer = SplitWriter(folder, len(names))
     scaling_fit = ScalingFit((*names, data.target)) if data.standardize else None
-    for start, stop, train in _groups(n_rows, data):
-        for low in range(start, stop, chunk):
-            high = min(stop, low + chunk)
-            X = np.concatenate([encode(low, high) for encode in encoders], axis=1)
-            y = np.asarray(target[low:high])
-            kept = train[low - start : high - start]
-            writer.append("train", X[kept], y[kept])
-            writer.append("test", X[~kept], y[~kept])
-            if scaling_fit is not None:
-                scaling_fit.add(X[kept], y[kept])
-    writer.close()
+    _encode_rows(fitted, _mapped(work / "target.f8", np.float64), groups, SplitWriter(folder, len(names)), scaling_fit)
     scaling = scaling_fit.scaling() if scaling_fit is not None else None
     n_left_out = n_read - n_rows
     if n_left_out:
