@@ -38,6 +38,7 @@ from stages.errors import UserError
 from stages.params import ALL_FEATURES, DataParams
 from stages.prepared import SPLIT_GROUP_ROWS, ScalingFit, SplitWriter, held_out_in_group, write_meta
 
+SCAN_BLOCK_BYTES = 1 << 20  # the CSV is parsed this many bytes a block (csv_input.STREAM_BLOCK_BYTES)
 ENCODE_BYTES = 32 << 20  # encoded rows are built this many bytes of float64 at a time
 CELLS_BLOCK_ROWS = 1 << 16  # rows per block when the cells come from pandas (a file pyarrow refused)
 SELECT_GATHER = 1 << 21  # order statistics: candidates gathered and partitioned once this few are left
@@ -203,7 +204,7 @@ def _cells_blocks(path: Path, header: list[str]) -> Blocks:
 
 
 def _arrow_blocks(path: Path) -> Blocks:
-    return lambda names: stream_text_columns(path, names)
+    return lambda names: stream_text_columns(path, names, SCAN_BLOCK_BYTES)
 
 
 def _scan(blocks: Blocks, features: list[str], target: str, folder: Path):
