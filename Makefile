@@ -62,8 +62,9 @@ bench: bench-reference bench-scale bench-mlp bench-tables bench-distributed ## R
 bench-reference: $(STAMP) ## Time a forced dvc repro against the two reference programs
 	$(BIN)/python benchmarks/bench_reference.py
 
-bench-scale: $(STAMP) ## The pipeline against a scikit-learn script on 10^6 and 10^7 rows (BENCH_ARGS=--huge adds 10^8)
+bench-scale: $(STAMP) ## The pipeline against a scikit-learn script on 10^6 and 10^7 rows (BENCH_ARGS=--huge adds 10^8), then on a mixed table
 	$(BIN)/python benchmarks/bench_scale.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_mixed.py $(MIXED_ARGS)
 
 bench-mlp: $(STAMP) ## The MLP's test MSE over 30 seeds a side against scikit-learn's, 10^6 rows, both tables
 	$(BIN)/python benchmarks/bench_mlp_draws.py $(MLP_ARGS)

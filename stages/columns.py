@@ -97,19 +97,21 @@ def infer_type(cells: np.ndarray, missing: np.ndarray) -> tuple[str, int | None]
     """(type, position of the first bad cell) of a column from its present cells: the bad cell is set for
     a column that is NUMERIC_SHARE numbers but not all (the caller names it and refuses the file)."""
     present = cells[~missing]
-    if not len(present):
-        return "numeric", None
-    if _all_numbers(present) is not None:
+    if not len(present) or _all_numbers(present) is not None:
         return "numeric", None
     numbers = ~np.isnan(as_numbers(present))
-    if numbers.mean() >= NUMERIC_SHARE:
-        bad = np.flatnonzero(~missing)[np.flatnonzero(~numbers)[0]]
-        return "numeric", int(bad)
-    if not np.isnan(as_booleans(present)).any():
-        return "boolean", None
-    if not np.isnan(as_dates(present)[:, 0]).any():
-        return "date", None
-    return "categorical", None
+    kind = type_of(len(present), int(numbers.sum()), not np.isnan(as_booleans(present)).any(),
+                   not np.isnan(as_dates(present)[:, 0]).any())  # fmt: skip
+    return kind, int(np.flatnonzero(~missing)[np.flatnonzero(~numbers)[0]]) if kind == "numeric" else None
+
+
+def type_of(present: int, numbers: int, booleans: bool, dates: bool) -> str:
+    """The rule: a column's type from how many of its cells are present and how many of those are numbers,
+    and whether every present one is yes/no (booleans) or a date (dates). A numeric column with fewer
+    numbers than present cells has a typo to name."""
+    if numbers >= NUMERIC_SHARE * present:
+        return "numeric"
+    return "boolean" if booleans else "date" if dates else "categorical"
 
 
 @dataclass
@@ -212,14 +214,10 @@ def fit_column(name: str, kind: str, cells: np.ndarray, missing: np.ndarray, tra
                where: str, parsed: np.ndarray | None = None) -> ColumnTransform:  # fmt: skip
     """The column's transform, fitted on the training rows `train` (indices). `parsed`: values() of all the
     cells, where the caller has them already (numeric, boolean and date columns)."""
-    column = ColumnTransform(name, kind)
     if kind == "categorical":
-        keys = np.where(missing[train], MISSING, cells[train])
-        names, counts = np.unique(keys, return_counts=True)
-        column.categories = [str(c) for c, n in zip(names, counts, strict=True) if n >= min_frequency]
-        column.rare = [str(c) for c, n in zip(names, counts, strict=True) if n < min_frequency]
-        column.infrequent = bool(column.rare)
-        return column
+        names, counts = np.unique(np.where(missing[train], MISSING, cells[train]), return_counts=True)
+        return categories_of(name, dict(zip(names.tolist(), counts.tolist(), strict=True)), min_frequency)
+    column = ColumnTransform(name, kind)
     parsed = column.values(cells[train], missing[train], where) if parsed is None else parsed[train]
     gaps = np.isnan(parsed[:, 0])
     if gaps.all():
@@ -228,6 +226,17 @@ def fit_column(name: str, kind: str, cells: np.ndarray, missing: np.ndarray, tra
         )
     column.medians = [float(np.median(parsed[~gaps, j])) for j in range(parsed.shape[1])]
     column.indicator = bool(gaps.any())
+    return column
+
+
+def categories_of(name: str, counts: dict[str, int], min_frequency: int) -> ColumnTransform:
+    """A categorical column's transform from its training rows' count of each value (MISSING for the
+    missing cells): kept in sorted order where seen min_frequency times, the rest grouped as infrequent."""
+    seen = sorted(counts.items())
+    column = ColumnTransform(name, "categorical")
+    column.categories = [key for key, count in seen if count >= min_frequency]
+    column.rare = [key for key, count in seen if count < min_frequency]
+    column.infrequent = bool(column.rare)
     return column
 
 

@@ -166,10 +166,8 @@ class _ColumnScan:
                 handle.close()
 
     def kind(self) -> str:
-        """The inferred type (columns.infer_type's rule); a numeric column may still have a bad cell."""
-        if self.numbers >= columns.NUMERIC_SHARE * self.present:
-            return "numeric"
-        return "boolean" if self.booleans else "date" if self.dates else "categorical"
+        """The inferred type (columns.type_of); a numeric column may still have a bad cell."""
+        return columns.type_of(self.present, self.numbers, self.booleans, self.dates)
 
     @property
     def coded(self) -> bool:
@@ -470,16 +468,13 @@ def _compact_columns(data, header, scans, blocks, folder, lines) -> list[_Compac
 
 def _fit(column: _Compact, groups: _SplitGroups, data: DataParams, where: str) -> columns.ColumnTransform:
     """The column's transform, fitted on the training rows (columns.ColumnTransform)."""
-    fitted = columns.ColumnTransform(column.name, column.kind)
     if column.kind == "categorical":
         counts = np.zeros(len(column.keys), dtype=np.int64)
         for start, stop, train in groups:
             counts += np.bincount(column.codes[start:stop][train], minlength=len(counts))
-        seen = sorted((column.keys[code], int(counts[code])) for code in np.flatnonzero(counts))
-        fitted.categories = [key for key, count in seen if count >= data.min_frequency]
-        fitted.rare = [key for key, count in seen if count < data.min_frequency]
-        fitted.infrequent = bool(fitted.rare)
-        return fitted
+        seen = {column.keys[code]: int(counts[code]) for code in np.flatnonzero(counts)}
+        return columns.categories_of(column.name, seen, data.min_frequency)
+    fitted = columns.ColumnTransform(column.name, column.kind)
     for part in range(column.values.shape[1]):
 
         def chunks(part: int = part) -> Iterator[np.ndarray]:
