@@ -432,49 +432,12 @@ class FastParseRefused(Exception):
 STREAM_BLOCK_BYTES = 1 << 20  # pyarrow parses blocks of this size in parallel, a few ahead (larger: no faster)
 
 
-def stream_columns(path: str | Path, wanted: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The wanted columns of a CSV as float64 column-major (rows, columns) blocks, in file order, each with
-    its columns' minima and maxima, parsed by pyarrow's multi-threaded streaming reader (only those columns
-    converted), so memory does not grow with the file. Raises FastParseRefused at the first block with a
-    cell that is not a plain finite number within ±LARGEST_VALUE, and at anything the reader itself refuses.
-    Call check_header first (it checks the file is UTF-8 text with those columns)."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
-    try:
-        reader = pa_csv.open_csv(
-            path,
-            read_options=pa_csv.ReadOptions(block_size=STREAM_BLOCK_BYTES, use_threads=True),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=False),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(wanted, pa.float64()),
-                include_columns=wanted,
-                null_values=[""],
-                quoted_strings_can_be_null=True,
-            ),
-        )
-        with reader:
-            for batch in reader:
-                if batch.schema.names != wanted:
-                    raise FastParseRefused(f"columns {batch.schema.names}")
-                block = np.empty((batch.num_rows, len(wanted)), dtype=np.float64, order="F")
-                for j, column in enumerate(batch.columns):
-                    if column.null_count:
-                        raise FastParseRefused("an empty cell")
-                    block[:, j] = column.to_numpy()
-                low, high = block.min(axis=0, initial=np.inf), block.max(axis=0, initial=-np.inf)
-                if not (-LARGEST_VALUE <= low).all() or not (high <= LARGEST_VALUE).all():  # NaN fails it too
-                    raise FastParseRefused("a value out of range")
-                yield block, low, high
-    except (pa.ArrowException, OSError) as err:
-        raise FastParseRefused(str(err)) from None
-
-
-def stream_text_columns(path: str | Path, wanted: list[str], block_bytes: int = STREAM_BLOCK_BYTES) -> Iterator[list]:
-    """The wanted columns of a CSV as pyarrow string arrays, block by block in file order (pyarrow's
-    multi-threaded streaming reader; a quoted field may hold line breaks): a cell spelled exactly as
-    one of stages/columns.py's MISSING_CELLS is null. Raises FastParseRefused at anything the reader refuses (a row with
-    another number of fields, a line of whitespace): read_cells names it, or reads what pandas reads."""
+def _stream_batches(path: str | Path, wanted: list[str], text: bool, block_bytes: int = STREAM_BLOCK_BYTES):
+    """pyarrow's multi-threaded streaming reader over the wanted columns (only those converted), batch by
+    batch in file order: as float64 with only empty cells null, or with `text` as strings, a quoted field
+    holding line breaks, with a cell spelled exactly as one of stages/columns.py's MISSING_CELLS null.
+    Raises FastParseRefused at anything the reader refuses (a cell that is no number, a row with another
+    number of fields, a line of whitespace)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
@@ -484,12 +447,12 @@ def stream_text_columns(path: str | Path, wanted: list[str], block_bytes: int = 
         reader = pa_csv.open_csv(
             path,
             read_options=pa_csv.ReadOptions(block_size=block_bytes, use_threads=True),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=text),
             convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(wanted, pa.string()),
+                column_types=dict.fromkeys(wanted, pa.string() if text else pa.float64()),
                 include_columns=wanted,
-                null_values=sorted(MISSING_CELLS),
-                strings_can_be_null=True,
+                null_values=sorted(MISSING_CELLS) if text else [""],
+                strings_can_be_null=text,
                 quoted_strings_can_be_null=True,
             ),
         )
@@ -497,9 +460,35 @@ def stream_text_columns(path: str | Path, wanted: list[str], block_bytes: int = 
             for batch in reader:
                 if batch.schema.names != wanted:
                     raise FastParseRefused(f"columns {batch.schema.names}")
-                yield list(batch.columns)
+                yield batch
     except (pa.ArrowException, OSError) as err:
         raise FastParseRefused(str(err)) from None
+
+
+def stream_columns(path: str | Path, wanted: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The wanted columns of a CSV as float64 column-major (rows, columns) blocks, in file order, each with
+    its columns' minima and maxima (_stream_batches), so memory does not grow with the file. Raises
+    FastParseRefused at the first block with a cell that is not a plain finite number within
+    ±LARGEST_VALUE, and at anything the reader itself refuses. Call check_header first (it checks the file
+    is UTF-8 text with those columns)."""
+    for batch in _stream_batches(path, wanted, text=False):
+        block = np.empty((batch.num_rows, len(wanted)), dtype=np.float64, order="F")
+        for j, column in enumerate(batch.columns):
+            if column.null_count:
+                raise FastParseRefused("an empty cell")
+            block[:, j] = column.to_numpy()
+        low, high = block.min(axis=0, initial=np.inf), block.max(axis=0, initial=-np.inf)
+        if not (-LARGEST_VALUE <= low).all() or not (high <= LARGEST_VALUE).all():  # NaN fails it too
+            raise FastParseRefused("a value out of range")
+        yield block, low, high
+
+
+def stream_text_columns(path: str | Path, wanted: list[str], block_bytes: int = STREAM_BLOCK_BYTES) -> Iterator[list]:
+    """The wanted columns of a CSV as pyarrow string arrays (missing cells null), block by block in file
+    order (_stream_batches). Raises FastParseRefused at anything the reader refuses: read_cells names it,
+    or reads what pandas reads."""
+    for batch in _stream_batches(path, wanted, text=True, block_bytes=block_bytes):
+        yield list(batch.columns)
 
 
 def cell_as_written(path: str | Path, row: int, name: str, header: list[str]) -> tuple[str, str]:

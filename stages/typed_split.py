@@ -416,8 +416,7 @@ def is_identifier(values: np.ndarray) -> bool:
 def _from_vocabulary(scan: _ColumnScan, kind: str, folder: Path, index: int) -> np.ndarray:
     """A boolean or date column's values from its codes: each distinct cell read once."""
     keys = sorted(scan.vocabulary, key=scan.vocabulary.__getitem__)
-    words = np.array(["" if key == columns.MISSING else key for key in keys], dtype=str)
-    table = columns.as_booleans(words)[:, None] if kind == "boolean" else columns.as_dates(words)
+    table = _read_as(kind, np.array(["" if key == columns.MISSING else key for key in keys], dtype=str))
     table[0] = np.nan  # code 0: missing
     codes = _mapped(scan.codes_path, np.int32)
     out = folder / f"{index}.values"
