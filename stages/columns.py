@@ -242,12 +242,25 @@ def categories_of(name: str, counts: dict[str, int], min_frequency: int) -> Colu
 
 @dataclass
 class Transform:
-    """Every feature column's transform, in data.features order; features() are the model's inputs."""
+    """Every feature column's transform, in data.features order. The model's inputs, features(), are the
+    numeric, boolean and date columns' features (with their missing indicators) in column order, then each
+    categorical column's one-hot block in column order: the prepared split keeps the first part as numbers
+    and each block as one code per row (stages/prepared.py, Encoded)."""
 
     columns: list[ColumnTransform]
 
+    def ordered(self) -> list[ColumnTransform]:
+        """The columns in the order their features come: numbers first, then the categorical ones."""
+        return [c for c in self.columns if c.type != "categorical"] + [
+            c for c in self.columns if c.type == "categorical"
+        ]
+
     def features(self) -> list[str]:
-        return [name for column in self.columns for name in column.features()]
+        return [name for column in self.ordered() for name in column.features()]
+
+    def one_hot_widths(self) -> list[int]:
+        """The width of each categorical column's one-hot block, in order (they end the features)."""
+        return [len(column.features()) for column in self.columns if column.type == "categorical"]
 
     def encode(
         self, table: dict[str, np.ndarray], where: str, parsed: dict[str, np.ndarray] | None = None
@@ -256,7 +269,7 @@ class Transform:
         many rows hold a category the training rows never had. `parsed`: values() of columns already read."""
         n_rows = len(next(iter(table.values()))) if table else 0
         parts, unseen = [], np.zeros(n_rows, dtype=bool)
-        for column in self.columns:
+        for column in self.ordered():
             cells = table[column.name]
             part, new = column.encode(cells, missing_mask(cells), where, (parsed or {}).get(column.name))
             parts.append(part)

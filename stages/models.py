@@ -18,7 +18,7 @@ from torch import nn
 from stages.errors import UserError
 from stages.io import check_regular_file
 from stages.params import DTYPES, INITS, MODEL_KINDS, ModelSpec
-from stages.prepared import Scaling, release
+from stages.prepared import Encoded, Scaling, release
 
 MODEL_FORMAT = 1
 # Rows per block wherever a whole-table temporary would double the memory (scaling, prediction).
@@ -144,6 +144,21 @@ def each_block(n_rows: int, work: Callable[[int, int], T], block_rows: int = BLO
         return list(pool.map(lambda bound: work(*bound), bounds))  # re-raises the first block's exception
 
 
+def one_ahead(work: Callable, items, name: str):
+    """work(item) for each item in order, the next one computed on a second thread while the caller uses
+    this one (in line where there is a single item). The thread stops when the caller stops iterating."""
+    if len(items) <= 1:
+        yield from map(work, items)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
+        pending = pool.submit(work, items[0])
+        for following in (*items[1:], None):
+            done = pending.result()
+            if following is not None:
+                pending = pool.submit(work, following)
+            yield done
+
+
 def scaled_tensor(X: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) -> torch.Tensor:
     """Features as a new tensor of `dtype`, scaled in float64 block by block (no full-size temporary)."""
     if scaling is None:
@@ -151,16 +166,90 @@ def scaled_tensor(X: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) ->
     return _scaled_blocks(X, scaling.x_mean, scaling.x_std, dtype)
 
 
+class CompactRows:
+    """Rows of a compact split (prepared.Encoded) as tensors: `dense` (rows, d) in the model's dtype and
+    scaling, and `codes` (rows, k) int64, each categorical column's one-hot feature as its position among
+    all the one-hot features (-1: none). A first layer takes them without the one-hot matrix: X W' is
+    dense W_d' plus, per row, the sum of the one-hot columns of W at its codes (forward). Indexing and
+    index_select take rows, as a tensor's do."""
+
+    def __init__(self, dense: torch.Tensor, codes: torch.Tensor) -> None:
+        self.dense, self.codes = dense, codes
+
+    def __len__(self) -> int:
+        return len(self.dense)
+
+    def __getitem__(self, index) -> CompactRows:
+        return CompactRows(self.dense[index], self.codes[index])
+
+    def index_select(self, dim: int, rows: torch.Tensor) -> CompactRows:
+        return CompactRows(self.dense.index_select(dim, rows), self.codes.index_select(dim, rows))
+
+    def to(self, device) -> CompactRows:
+        return CompactRows(self.dense.to(device), self.codes.to(device))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.dense.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.dense.device
+
+
+def compact_rows(X: Encoded, scaling: Scaling | None, dtype: torch.dtype) -> CompactRows:
+    """Encoded rows as CompactRows: the dense features scaled as scaled_tensor scales them (one-hot features
+    are never scaled: prepare gives them mean 0 and std 1)."""
+    d = X.dense.shape[1]
+    if scaling is None:
+        dense = _scaled_blocks(X.dense, None, None, dtype)
+    else:
+        dense = _scaled_blocks(X.dense, scaling.x_mean[:d], scaling.x_std[:d], dtype)
+    codes = np.asarray(X.codes, dtype=np.int64)
+    codes = np.where(codes >= 0, codes + (np.asarray(X.offsets, dtype=np.int64) - d), -1)
+    return CompactRows(dense, torch.from_numpy(codes))
+
+
+def model_inputs(X: np.ndarray | Encoded, scaling: Scaling | None, dtype: torch.dtype, compact: bool):
+    """The rows as the model takes them: CompactRows for a compact split where `compact` (minibatch
+    training and prediction), else one dense tensor (scaled_tensor)."""
+    if compact and isinstance(X, Encoded):
+        return compact_rows(X, scaling, dtype)
+    return scaled_tensor(X, scaling, dtype)
+
+
+def first_layer(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight (outputs, features), bias (outputs,)) of the model's first layer; a linear model's is its
+    one output."""
+    if isinstance(model, LinearRegressor):
+        return model.weight.view(1, -1), model.bias
+    return model.layers[0].weight, model.layers[0].bias
+
+
+def forward(model: nn.Module, X: torch.Tensor | CompactRows) -> torch.Tensor:
+    """model(X), for a dense tensor or CompactRows."""
+    if not isinstance(X, CompactRows):
+        return model(X)
+    weight, bias = first_layer(model)
+    d = X.dense.shape[1]
+    out = torch.addmm(bias, X.dense, weight[:, :d].t())
+    hot = weight[:, d:].t()[X.codes.clamp(min=0)]  # (rows, k, outputs)
+    out += hot.mul_((X.codes >= 0).unsqueeze(-1)).sum(1)
+    return out.squeeze(1) if isinstance(model, LinearRegressor) else model.layers[1:](out).squeeze(-1)
+
+
 def lost_columns(values: torch.Tensor, original: np.ndarray) -> list[int]:
     """Columns of `values` (rows x columns, converted from the float64 `original`) that the conversion
     ruined: no longer finite (beyond float32's ~3.4e38), or all equal though the original's were not
     (differences below float32's resolution). One pass of min and max over the tensor, block by block."""
+    if isinstance(values, CompactRows):  # one-hot features are 0 and 1 in any dtype
+        values, original = values.dense, original.dense
     flat = values.reshape(len(values), -1)
     lows, highs = zip(*each_block(len(flat), lambda start, stop: torch.aminmax(flat[start:stop], dim=0)), strict=True)
     low, high = torch.stack(lows).amin(dim=0), torch.stack(highs).amax(dim=0)
     finite = torch.isfinite(low) & torch.isfinite(high)
     suspect = (~finite | (low == high)).nonzero().flatten().tolist()
-    original = original.reshape(len(original), -1)
+    original = original if original.ndim == 2 else original.reshape(len(original), -1)
     return [j for j in suspect if not finite[j] or np.ptp(original[:, j]) > 0]
 
 
@@ -171,27 +260,27 @@ def scaled_target(y: np.ndarray, scaling: Scaling | None, dtype: torch.dtype) ->
     return _scaled_blocks(y, scaling.y_mean, scaling.y_std, dtype)
 
 
-def predict(model: nn.Module, X: np.ndarray, scaling: Scaling | None) -> np.ndarray:
+def predict(model: nn.Module, X: np.ndarray | Encoded, scaling: Scaling | None) -> np.ndarray:
     """Predictions in original units, float64, for raw (unscaled) features; memory bounded by blocks."""
     dtype = next(model.parameters()).dtype
     out = np.empty(len(X), dtype=np.float64)
 
     def outputs(start: int, stop: int) -> None:
-        out[start:stop] = model_outputs(model, scaled_tensor(X[start:stop], scaling, dtype))
+        out[start:stop] = model_outputs(model, model_inputs(X[start:stop], scaling, dtype, compact=True))
 
     model.eval()
     each_block(len(X), outputs)
     return unscale_target(out, scaling)
 
 
-def model_outputs(model: nn.Module, X: torch.Tensor) -> np.ndarray:
+def model_outputs(model: nn.Module, X: torch.Tensor | CompactRows) -> np.ndarray:
     """The model's outputs (scaled units) as float64, FORWARD_ROWS rows at a time: the same passes
     whatever block of `predict` the rows arrive in (BLOCK_ROWS is a multiple of FORWARD_ROWS)."""
     out = np.empty(len(X), dtype=np.float64)
     model.eval()
     with torch.no_grad():
         for start in range(0, len(X), FORWARD_ROWS):
-            out[start : start + FORWARD_ROWS] = model(X[start : start + FORWARD_ROWS]).double().cpu().numpy()
+            out[start : start + FORWARD_ROWS] = forward(model, X[start : start + FORWARD_ROWS]).double().cpu().numpy()
     return out
 
 

@@ -20,6 +20,7 @@ from stages.errors import UserError
 from stages.paths import PREPARED_DIR
 
 SPLIT_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
+CODE_ARRAYS = ("C_train", "C_test")  # with one-hot blocks: one int32 code per categorical column a row
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,60 @@ class Scaling:
         return cls(tuple(raw["x_mean"]), tuple(raw["x_std"]), raw["y_mean"], raw["y_std"])
 
 
+class Encoded:
+    """Rows of encoded features held compactly, as prepare writes a table with categorical columns: `dense`
+    (rows, d) float64, the features that are numbers (with their missing indicators), then one one-hot
+    block per categorical column, of `widths`, each held as one int32 code per row in `codes` (rows, k):
+    which feature of the block is 1 (its position in the block), -1 for none (a category that the
+    training rows neither had nor grouped as infrequent). The blocks of 200 categories cost 4 bytes a row
+    instead of 1,600.
+
+    Indexing rows (a slice, indices, a mask) gives Encoded rows, a view where numpy gives one; X[i] and
+    X[rows, columns] give dense values; np.asarray(X) the dense (rows, d + sum(widths)) float64 matrix."""
+
+    ndim = 2
+    dtype = np.dtype(np.float64)
+
+    def __init__(self, dense: np.ndarray, codes: np.ndarray, widths) -> None:
+        self.dense, self.codes, self.widths = dense, codes, tuple(int(w) for w in widths)
+        self.offsets = tuple(int(dense.shape[1] + sum(self.widths[:j])) for j in range(len(self.widths)))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.dense), self.dense.shape[1] + sum(self.widths)
+
+    def __len__(self) -> int:
+        return len(self.dense)
+
+    def __getitem__(self, index):
+        if isinstance(index, tuple):
+            rows, columns = index
+            return np.asarray(self[rows])[..., columns]
+        if isinstance(index, (int, np.integer)):
+            return np.asarray(Encoded(self.dense[index][None], self.codes[index][None], self.widths))[0]
+        return Encoded(self.dense[index], self.codes[index], self.widths)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        n_rows, n_features = self.shape
+        out = np.zeros((n_rows, n_features), dtype=np.float64)
+        out[:, : self.dense.shape[1]] = self.dense
+        flat = out.reshape(-1)
+        for j, offset in enumerate(self.offsets):
+            codes = np.asarray(self.codes[:, j], dtype=np.int64)
+            rows = np.flatnonzero(codes >= 0)
+            flat[rows * n_features + offset + codes[rows]] = 1.0
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
 @dataclass(frozen=True)
 class Split:
     """Train and test rows of a table (test may be empty), with the scaling the models must use."""
 
     features: tuple[str, ...]
     target: str
-    X_train: np.ndarray
+    X_train: np.ndarray | Encoded
     y_train: np.ndarray
-    X_test: np.ndarray
+    X_test: np.ndarray | Encoded
     y_test: np.ndarray
     scaling: Scaling | None
     transform: dict | None = None  # stages/columns.py's Transform.to_dict(), where the table needed one
@@ -129,16 +175,28 @@ class ScalingFit:
         for total, part in zip(self.moments, group, strict=True):
             total.merge(part)
 
-    def scaling(self) -> Scaling:
-        """The Scaling; a constant column is an error."""
+    def constant(self) -> str | None:
+        """The first column that is constant on the rows added, or None."""
+        for name, part in zip(self.names, self.moments, strict=True):
+            if not part.std > 0:
+                return name
+        return None
+
+    def scaling(self, one_hot: int = 0) -> Scaling:
+        """The Scaling; a constant column is an error. `one_hot` features follow the columns added,
+        unscaled (mean 0, std 1)."""
         for name, part, first in zip(self.names, self.moments, self.first, strict=True):
             if not part.std > 0:
-                raise UserError(
-                    f"data: column {name!r} is constant ({first:g}) on the training split, so it cannot be scaled; "
-                    "set data.standardize: false or drop the column from data.features"
-                )
+                raise constant_column(name, first)
         means, stds = [part.mean for part in self.moments], [part.std for part in self.moments]
-        return Scaling(tuple(means[:-1]), tuple(stds[:-1]), means[-1], stds[-1])
+        return Scaling(tuple(means[:-1]) + (0.0,) * one_hot, tuple(stds[:-1]) + (1.0,) * one_hot, means[-1], stds[-1])
+
+
+def constant_column(name: str, value: float) -> UserError:
+    return UserError(
+        f"data: column {name!r} is constant ({value:g}) on the training split, so it cannot be scaled; "
+        "set data.standardize: false or drop the column from data.features"
+    )
 
 
 def sample_rows(n_rows: int, limit: int, seed: int = 0) -> np.ndarray:
@@ -149,13 +207,14 @@ def sample_rows(n_rows: int, limit: int, seed: int = 0) -> np.ndarray:
 
 
 class NpyAppender:
-    """A float64 .npy file written block by block as rows arrive, byte for byte what np.save writes for the
-    whole array: the header, which holds the row count, is reserved first and filled in by close()."""
+    """A .npy file (float64, or `dtype`) written block by block as rows arrive, byte for byte what np.save
+    writes for the whole array: the header, which holds the row count, is reserved first and filled in by
+    close()."""
 
     RESERVE_ROWS = 10**15  # a header for this many rows is as long as any real one (numpy pads it to 64 bytes)
 
-    def __init__(self, path: Path, n_columns: int | None) -> None:
-        self.path, self.n_columns, self.rows = path, n_columns, 0
+    def __init__(self, path: Path, n_columns: int | None, dtype: str = "<f8") -> None:
+        self.path, self.n_columns, self.rows, self.dtype = path, n_columns, 0, dtype
         self.handle = path.open("wb")
         self.reserved = len(self._header(self.RESERVE_ROWS))
         self.handle.write(b"\0" * self.reserved)
@@ -163,11 +222,11 @@ class NpyAppender:
     def _header(self, rows: int) -> bytes:
         shape = (rows,) if self.n_columns is None else (rows, self.n_columns)
         buffer = io.BytesIO()
-        np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": shape})
+        np.lib.format.write_array_header_1_0(buffer, {"descr": self.dtype, "fortran_order": False, "shape": shape})
         return buffer.getvalue()
 
     def append(self, block: np.ndarray) -> None:
-        block = np.ascontiguousarray(block, dtype="<f8")
+        block = np.ascontiguousarray(block, dtype=self.dtype)
         if block.size:
             self.handle.write(memoryview(block).cast("B"))
         self.rows += len(block)
@@ -182,17 +241,22 @@ class NpyAppender:
 
 
 class SplitWriter:
-    """The four split arrays of a prepared folder, appended to group by group."""
+    """The four split arrays of a prepared folder, appended to group by group; with `n_codes` categorical
+    columns, X holds the dense features and C_train/C_test their codes (Encoded)."""
 
-    def __init__(self, folder: Path, n_features: int) -> None:
+    def __init__(self, folder: Path, n_features: int, n_codes: int = 0) -> None:
         self.files = {
             name: NpyAppender(folder / f"{name}.npy", n_features if name.startswith("X") else None)
             for name in SPLIT_ARRAYS
         }
+        if n_codes:
+            self.files.update({name: NpyAppender(folder / f"{name}.npy", n_codes, "<i4") for name in CODE_ARRAYS})
 
-    def append(self, split: str, X: np.ndarray, y: np.ndarray) -> None:
+    def append(self, split: str, X: np.ndarray, y: np.ndarray, codes: np.ndarray | None = None) -> None:
         self.files[f"X_{split}"].append(X)
         self.files[f"y_{split}"].append(y)
+        if codes is not None:
+            self.files[f"C_{split}"].append(codes)
 
     def close(self) -> None:
         for appender in self.files.values():
@@ -208,9 +272,11 @@ def write_meta(
     scaling: Scaling | None,
     transform: dict | None = None,
     n_target_missing: int = 0,
+    one_hot_widths: list[int] | None = None,
 ) -> None:
     """meta.json; `transform` (stages/columns.py) and the count of rows left out for a missing target only
-    where the table needed them, so a table of plain numbers keeps the bytes it always had."""
+    where the table needed them, so a table of plain numbers keeps the bytes it always had; the widths of
+    the one-hot blocks where the split holds codes (Encoded)."""
     meta = {
         "features": list(features),
         "target": target,
@@ -220,6 +286,8 @@ def write_meta(
     }
     if transform is not None:
         meta.update(transform=transform, n_target_missing=int(n_target_missing))
+    if one_hot_widths:
+        meta["one_hot_widths"] = [int(width) for width in one_hot_widths]
     text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"
     (folder / "meta.json").write_text(text, encoding="utf-8")
 
@@ -257,6 +325,10 @@ def release(block: np.ndarray) -> None:
     then holds one block, not every page it touched (the page cache keeps them; reading them again maps
     them back). Does nothing for any other array (anonymous memory would lose its contents), so it is safe
     to call on whatever a caller holds."""
+    if isinstance(block, Encoded):
+        release(block.dense)
+        release(block.codes)
+        return
     if _DONTNEED is None or not block.size or not block.flags.c_contiguous:
         return
     mapping = _file_mapping(block)
@@ -285,9 +357,13 @@ def read_split(folder: str | Path = PREPARED_DIR, mmap: bool = False) -> Split:
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         load = map_array if mmap else np.load
-        arrays = {name: load(folder / f"{name}.npy") for name in SPLIT_ARRAYS}
+        widths = meta.get("one_hot_widths")
+        arrays = {name: load(folder / f"{name}.npy") for name in (*SPLIT_ARRAYS, *(CODE_ARRAYS if widths else ()))}
     except FileNotFoundError as err:
         raise UserError(f"{err.filename}: missing; run `dvc repro prepare` first") from None
+    if widths:
+        for part in ("train", "test"):
+            arrays[f"X_{part}"] = Encoded(arrays[f"X_{part}"], arrays.pop(f"C_{part}"), widths)
     scaling = Scaling.from_dict(meta["scaling"]) if meta["scaling"] else None
     return Split(features=tuple(meta["features"]), target=meta["target"], scaling=scaling,
                  transform=meta.get("transform"), **arrays)  # fmt: skip

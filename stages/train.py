@@ -185,14 +185,16 @@ def fit_model(
                 fitting.X_train, fitting.y_train, collective=collective, first_row=split.X_train[0]
             ).mse
         dtype = getattr(torch, arch["dtype"])
-        X = models.scaled_tensor(fitting.X_train, split.scaling, dtype)
+        # A compact split trains on its codes (models.CompactRows) where Adam takes minibatches
+        compact = training.minibatch_rows(spec, len(fitting.y_train) * (1 if shard is None else shard.world)) > 0
+        X = models.model_inputs(fitting.X_train, split.scaling, dtype, compact)
         y = models.scaled_target(fitting.y_train, split.scaling, dtype)
         _check_representable(X, y, fitting, arch["dtype"])
         X, y = X.to(device), y.to(device)
         model.to(device)
         validation = None
         if held_out is not None:
-            X_valid = models.scaled_tensor(split.X_train[held_out[1]], split.scaling, dtype).to(device)
+            X_valid = models.model_inputs(split.X_train[held_out[1]], split.scaling, dtype, compact).to(device)
             validation = (X_valid, models.scaled_target(split.y_train[held_out[1]], split.scaling, dtype).to(device))
         history = training.train_model(model, X, y, spec, settings.seed, on_epoch, validation, collective)
         del X, y, validation  # before predicting: the tensors are the largest thing here

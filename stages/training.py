@@ -1,9 +1,9 @@
-"""Training: the solvers (Adam, L-BFGS, exact least squares), the minibatch loop, divergence checks."""
+"""Training: the solvers (Adam, L-BFGS, exact least squares through stages/least_squares.py), the minibatch
+loop, divergence checks."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,15 +11,14 @@ import torch
 from torch import nn
 
 from stages.errors import UserError
-from stages.models import ACTIVATION_LAYERS, MLPRegressor, each_block, set_linear_coefficients
+from stages.least_squares import LeastSquares, solve_least_squares
+from stages.models import ACTIVATION_LAYERS, CompactRows, MLPRegressor, forward, one_ahead, set_linear_coefficients
 from stages.params import ModelSpec
-from stages.prepared import Scaling, release
+from stages.prepared import Scaling
 
 # A run whose last epoch's loss is this many times its first has blown up, even if no value overflowed
 # (Adam's bounded steps keep the loss finite at lr = 1e12, but the model is garbage).
 DIVERGED_GROWTH = 10.0
-# Rows per block of the streaming QR: memory independent of the row count.
-QR_BLOCK_ROWS = 65536
 # Minibatch training gathers the rows of this many batches at once.
 GATHER_BATCHES = 64
 
@@ -99,7 +98,7 @@ class EarlyStopper:
 
     def observe(self, epoch: int) -> float:
         with torch.no_grad():
-            value = float(nn.functional.mse_loss(self.model(self.X), self.y))
+            value = float(nn.functional.mse_loss(forward(self.model, self.X), self.y))
         self.losses.append(value)
         if value < self.best:
             self.best, self.best_epoch = value, epoch
@@ -154,87 +153,6 @@ def train_model(
     if spec.method == "lbfgs":
         return fit_lbfgs(model, X, y, spec, on_epoch, stopper, collective)
     return fit(model, X, y, spec, seed, on_epoch, stopper, collective)
-
-
-@dataclass(frozen=True)
-class LeastSquares:
-    weight: torch.Tensor  # (n_features,) float64
-    bias: torch.Tensor  # (1,) float64
-    mse: float  # the smallest mean squared error any y = X w + b reaches on these rows
-
-
-def solve_least_squares(
-    X: np.ndarray, y: np.ndarray, block_rows: int = QR_BLOCK_ROWS, collective=None, first_row=None
-) -> LeastSquares:
-    """Least squares y ~ X w + b in float64 by a streaming Householder QR; never the normal equations.
-
-    Columns are centred and scaled to unit norm (which removes the intercept column and balances the
-    matrix: NIST Longley gets 13 correct digits), then [X | y] is reduced block by block to its small
-    triangular factor R (torch.linalg.qr), so memory stays at one block of rows whatever the row count
-    and the rows are read in one pass after the column statistics. The small system R w = Q'y is solved by
-    SVD (gelsd), which also copes with collinear or constant columns.
-
-    With train.distributed (`collective`), X and y are this worker's shard and the solution is that of all
-    the workers' rows, as a tall-skinny QR: the column sums are summed over the workers (about `first_row`,
-    one row every worker reads), each worker reduces its shard to its R, and the workers' R factors,
-    stacked, are reduced once more. The coefficients equal one process's to rounding.
-    """
-    n_rows, n_features = X.shape
-    if collective is None and n_rows <= block_rows:
-        X_mean, y_mean = np.mean(X, axis=0, dtype=np.float64), float(np.mean(y, dtype=np.float64))
-        squares = np.sum((X - X_mean) ** 2, axis=0)
-    else:
-        # One pass for both statistics, block by block (each block's pages of a mapped file released once
-        # read): sums, and squares about the first row, a value of the data's own scale, so the
-        # correction to squares about the mean, n (mean - first)^2, cancels nothing that matters. (The
-        # norms only balance the columns; a constant column still comes out 0.)
-        first = np.asarray(X[0] if first_row is None else first_row, dtype=np.float64)
-
-        def block_sums(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, float]:
-            block, y_block = X[start:stop], y[start:stop]
-            sums = np.sum(block, axis=0, dtype=np.float64), np.sum((block - first) ** 2, axis=0)
-            y_sum = float(np.sum(y_block, dtype=np.float64))
-            release(block)
-            release(y_block)
-            return (*sums, y_sum)
-
-        # Each block's sums on several threads, added up in block order: the bytes of one thread
-        X_sum, y_sum, shifted = np.zeros(n_features), 0.0, np.zeros(n_features)
-        for block_X_sum, block_shifted, block_y_sum in each_block(n_rows, block_sums, block_rows):
-            X_sum += block_X_sum
-            shifted += block_shifted
-            y_sum += block_y_sum
-        if collective is not None:
-            totals = collective.sum_(torch.from_numpy(np.concatenate([X_sum, shifted, [y_sum, float(n_rows)]])))
-            X_sum, shifted = totals[:n_features].numpy(), totals[n_features : 2 * n_features].numpy()
-            y_sum, n_rows = float(totals[-2]), int(totals[-1])
-        X_mean, y_mean = X_sum / n_rows, y_sum / n_rows
-        squares = np.maximum(shifted - n_rows * (X_mean - first) ** 2, 0.0)
-    norms = np.sqrt(squares)
-    norms[norms == 0] = 1.0  # a constant column gets weight 0
-
-    def centred(start: int) -> torch.Tensor:
-        block = np.empty((min(block_rows, len(X) - start), n_features + 1))
-        block[:, :n_features] = (X[start : start + block_rows] - X_mean) / norms
-        block[:, n_features] = y[start : start + block_rows] - y_mean
-        release(X[start : start + block_rows])
-        release(y[start : start + block_rows])
-        return torch.from_numpy(block)
-
-    # The next block is read and centred on a second thread while this one is reduced
-    R = torch.zeros(0, n_features + 1, dtype=torch.float64)
-    for block in one_ahead(centred, range(0, len(X), block_rows), "centre"):
-        R = torch.linalg.qr(torch.cat([R, block]), mode="r").R
-    if collective is not None:  # every worker's R (zero rows below a short one change nothing), reduced again
-        padded = torch.zeros(n_features + 1, n_features + 1, dtype=torch.float64)
-        padded[: len(R)] = R
-        R = torch.linalg.qr(torch.cat(collective.gather(padded)), mode="r").R
-    R11, r = R[:, :n_features], R[:, n_features:]
-    solution = torch.linalg.lstsq(R11, r, driver="gelsd").solution
-    residual = float(torch.sum((R11 @ solution - r) ** 2))  # includes R[p, p]^2 when R is square
-    weight = solution.squeeze(1).numpy() / norms
-    bias = torch.tensor([y_mean - float(X_mean @ weight)], dtype=torch.float64)
-    return LeastSquares(torch.from_numpy(weight), bias, residual / n_rows)
 
 
 def fit_exact(
@@ -343,18 +261,32 @@ class MinibatchTrainer:
     tests/unit/test_training.py compares gradients and trajectories. Full-batch training keeps autograd
     and Adam above (its results are the committed ones)."""
 
-    def __init__(self, model: nn.Module, lr: float, weight_decay: float, reduce: Callable | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, lr: float, weight_decay: float, reduce: Callable | None = None, compact: bool = False
+    ) -> None:
         self.model, self.lr, self.weight_decay = model, lr, weight_decay
         self.reduce = reduce  # train.distributed: sums the flat gradient over the workers, in place
         self.params = list(model.parameters())
         first = self.params[0]
-        self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
+        # For CompactRows (`compact`), the first weight (outputs, features) is kept transposed in the buffer,
+        # (features, outputs) row-major, so that the rows of its one-hot features are contiguous: summed by
+        # embedding_bag forwards and added into by index_add_ backwards.
+        self.compact = compact
+        stored = [
+            p.detach().t() if compact and i == 0 and p.dim() == 2 else p.detach() for i, p in enumerate(self.params)
+        ]
+        self.flat = torch.cat([p.reshape(-1) for p in stored])
         self.grad = torch.zeros_like(self.flat)
         self.exp_avg, self.exp_avg_sq = torch.zeros_like(self.flat), torch.zeros_like(self.flat)
         grads, offset = [], 0
-        for p in self.params:
-            p.data = self.flat[offset : offset + p.numel()].view_as(p)  # the model reads, Adam writes the buffer
-            grads.append(self.grad[offset : offset + p.numel()].view_as(p))
+        for i, p in enumerate(self.params):
+            values, grad = self.flat[offset : offset + p.numel()], self.grad[offset : offset + p.numel()]
+            if compact and i == 0:  # (features, outputs) views of the first weight and its gradient
+                self.first_t, self.first_grad_t = values.view(len(stored[0]), -1), grad.view(len(stored[0]), -1)
+                p.data, grad = self.first_t.t().view_as(p), self.first_grad_t.t().view_as(p)
+            else:
+                p.data, grad = values.view_as(p), grad.view_as(p)  # the model reads, Adam writes the buffer
+            grads.append(grad)
             offset += p.numel()
         self.steps = 0
         # torch's fused Adam (AdamW with weight decay) kernel: the whole update in one call
@@ -372,9 +304,9 @@ class MinibatchTrainer:
             self.layers, self.layer_grads, self.activation = None, grads, None
 
     def release(self) -> None:
-        """Give every parameter its own storage again (as saved files and loaded models have)."""
+        """Give every parameter its own storage again, row-major (as saved files and loaded models have)."""
         for p in self.params:
-            p.data = p.data.clone()
+            p.data = p.data.clone(memory_format=torch.contiguous_format)
 
     @torch.no_grad()
     def step(self, X: torch.Tensor, y: torch.Tensor, batch_rows: int | None = None) -> torch.Tensor:
@@ -382,7 +314,9 @@ class MinibatchTrainer:
         With train.distributed, (X, y) are this worker's rows of a batch of `batch_rows` rows, and `reduce`
         sums the workers' gradients: the gradient of the whole batch's mean squared error."""
         scale = 2.0 / (len(y) if batch_rows is None else batch_rows)
-        if self.layers is None:  # linear: y ~ X w + b
+        if self.compact:
+            sse = self._compact_step(X, y, scale)
+        elif self.layers is None:  # linear: y ~ X w + b
             weight, bias = self.params
             residual = torch.addmv(bias, X, weight).sub_(y)
             sse = residual.dot(residual)
@@ -409,6 +343,41 @@ class MinibatchTrainer:
             # slower on two cores: 2.5 against 2.05 s per epoch of the distributed benchmark.
             self.reduce(self.grad)
         self._adam()
+        return sse
+
+    def _compact_step(self, X: CompactRows, y: torch.Tensor, scale: float) -> torch.Tensor:
+        """The step's forward and backward passes for CompactRows: the first layer from the dense features
+        and the one-hot rows of its weight; the same gradient as for the dense one-hot rows."""
+        n_dense, n_codes = X.dense.shape[1], X.codes.shape[1]
+        bias = self.params[1]
+        first = torch.addmm(bias, X.dense, self.first_t[:n_dense])  # (rows, outputs)
+        if n_codes:
+            first += nn.functional.embedding_bag(X.codes, self.first_t[n_dense:], mode="sum")
+        if self.layers is None:  # linear: one output
+            inputs, residual = [X], first.sub_(y.unsqueeze(1))
+        else:
+            inputs = [X, _activate(first, self.activation)]
+            for weight, layer_bias in self.layers[1:-1]:
+                inputs.append(_activate(torch.addmm(layer_bias, inputs[-1], weight.t()), self.activation))
+            weight, layer_bias = self.layers[-1]
+            residual = torch.addmm(layer_bias, inputs[-1], weight.t()).sub_(y.unsqueeze(1))
+        sse = torch.mm(residual.t(), residual).view(())
+        d = residual.mul_(scale)
+        for i in range(len(inputs) - 1, 0, -1):
+            weight_grad, bias_grad = self.layer_grads[i]
+            torch.mm(d.t(), inputs[i], out=weight_grad)
+            torch.sum(d, 0, out=bias_grad)
+            d = _activation_grad(torch.mm(d, self.layers[i][0]), inputs[i], self.activation)
+        torch.mm(X.dense.t(), d, out=self.first_grad_t[:n_dense])
+        hot = self.first_grad_t[n_dense:]
+        if n_codes and X.codes.device.type == "cpu":
+            hot.zero_()
+            hot.index_add_(0, X.codes.reshape(-1), d if n_codes == 1 else d.repeat_interleave(n_codes, 0))
+        elif n_codes:  # CUDA's index_add_ adds in whatever order its threads come: the one-hot rows' product instead
+            one_hot = torch.zeros(len(d), len(hot), dtype=d.dtype, device=d.device).scatter_(1, X.codes, 1.0)
+            torch.mm(one_hot.t(), d, out=hot)
+        bias_grad = self.layer_grads[1] if self.layers is None else self.layer_grads[0][1]
+        torch.sum(d, 0, out=bias_grad.view(-1))
         return sse
 
     def _adam(self) -> None:
@@ -464,21 +433,6 @@ def gathered(X: torch.Tensor, y: torch.Tensor, chunks: tuple[torch.Tensor, ...],
         yield from one_ahead(gather, chunks, "gather")
 
 
-def one_ahead(work: Callable, items, name: str):
-    """work(item) for each item in order, the next one computed on a second thread while the caller uses
-    this one (in line where there is a single item). The thread stops when the caller stops iterating."""
-    if len(items) <= 1:
-        yield from map(work, items)
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
-        pending = pool.submit(work, items[0])
-        for following in (*items[1:], None):
-            done = pending.result()
-            if following is not None:
-                pending = pool.submit(work, following)
-            yield done
-
-
 def _check_finite(spec: ModelSpec, value: float, where: str) -> None:
     if not np.isfinite(value):
         raise UserError(
@@ -497,6 +451,11 @@ def _check_growth(spec: ModelSpec, losses: list[float]) -> None:
             f"models.{spec.name}: training diverged: the loss grew from {losses[0]:.4g} in epoch 1 to "
             f"{losses[worst]:.4g} in epoch {worst + 1}; lower models.{spec.name}.lr (now {spec.lr:g})"
         )
+
+
+def minibatch_rows(spec: ModelSpec, n_rows: int) -> int:
+    """Rows per Adam step on `n_rows` rows (all the workers'): spec.batch_size, or 0 for full batch."""
+    return spec.batch_size if spec.method == "adam" and 0 < spec.batch_size < n_rows else 0
 
 
 def fit(
@@ -523,7 +482,7 @@ def fit(
     # With train.distributed (`collective`), X and y are this worker's shard, and every worker has as many
     # rows: full batch, gradients and losses are averaged over the workers; minibatches, see _fit_shards.
     world = 1 if collective is None else collective.world
-    batch = spec.batch_size if 0 < spec.batch_size < n_rows * world else 0
+    batch = minibatch_rows(spec, n_rows * world)
     losses: list[float] = []
     model.train()
     if not batch:
@@ -545,7 +504,7 @@ def fit(
         _fit_shards(model, X, y, spec, seed, on_epoch, stopper, collective, losses)
     else:
         shuffle = torch.Generator().manual_seed(seed)
-        trainer = MinibatchTrainer(model, spec.lr, spec.weight_decay)
+        trainer = MinibatchTrainer(model, spec.lr, spec.weight_decay, compact=isinstance(X, CompactRows))
         try:
             for epoch in range(1, spec.epochs + 1):
                 total = torch.zeros((), dtype=X.dtype, device=X.device)
@@ -574,7 +533,7 @@ def _fit_shards(model, X, y, spec: ModelSpec, seed: int, on_epoch, stopper, coll
     n_rows, world, batch = len(y), collective.world, spec.batch_size
     low = collective.rank * n_rows
     shuffle = torch.Generator().manual_seed(seed)
-    trainer = MinibatchTrainer(model, spec.lr, spec.weight_decay, collective.sum_)
+    trainer = MinibatchTrainer(model, spec.lr, spec.weight_decay, collective.sum_, isinstance(X, CompactRows))
     try:
         for epoch in range(1, spec.epochs + 1):
             total = torch.zeros((), dtype=X.dtype, device=X.device)

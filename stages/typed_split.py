@@ -36,7 +36,14 @@ from stages.csv_input import (
 )
 from stages.errors import UserError
 from stages.params import ALL_FEATURES, DataParams
-from stages.prepared import SPLIT_GROUP_ROWS, ScalingFit, SplitWriter, held_out_in_group, write_meta
+from stages.prepared import (
+    SPLIT_GROUP_ROWS,
+    ScalingFit,
+    SplitWriter,
+    constant_column,
+    held_out_in_group,
+    write_meta,
+)
 
 SCAN_BLOCK_BYTES = 1 << 20  # the CSV is parsed this many bytes a block (csv_input.STREAM_BLOCK_BYTES)
 ENCODE_BYTES = 32 << 20  # encoded rows are built this many bytes of float64 at a time
@@ -492,20 +499,8 @@ def _fit(column: _Compact, groups: _SplitGroups, data: DataParams, where: str) -
 
 
 def _encoder(column: _Compact, fitted: columns.ColumnTransform) -> Callable[[int, np.ndarray, np.ndarray], None]:
-    """encode(start, rows, out): the column's rows start + rows encoded into `out` (len(rows), its
-    features), as columns.ColumnTransform.encode encodes its cells."""
-    if column.kind == "categorical":
-        infrequent = len(fitted.categories) if fitted.infrequent else -1
-        index = {key: j for j, key in enumerate(fitted.categories)}
-        slot = np.array([index.get(key, infrequent) for key in column.keys], dtype=np.int64)
-
-        def one_hot(start: int, rows: np.ndarray, out: np.ndarray) -> None:
-            out[:] = 0.0
-            slots = slot[column.codes[start + rows]]
-            hit = np.flatnonzero(slots >= 0)
-            out[hit, slots[hit]] = 1.0
-
-        return one_hot
+    """encode(start, rows, out): the rows start + rows of a numeric, boolean or date column encoded into
+    `out` (len(rows), its features), as columns.ColumnTransform.encode encodes its cells."""
     medians, parts = np.asarray(fitted.medians), len(fitted.medians)
 
     def filled(start: int, rows: np.ndarray, out: np.ndarray) -> None:
@@ -518,18 +513,24 @@ def _encoder(column: _Compact, fitted: columns.ColumnTransform) -> Callable[[int
     return filled
 
 
-def _append(writer: SplitWriter, parts: dict) -> None:
-    for split, (X, y) in parts.items():
-        writer.append(split, X, y)
+def _slots(column: _Compact, fitted: columns.ColumnTransform) -> np.ndarray:
+    """For each code of a categorical column, the position of its feature in the column's one-hot block
+    (as columns.ColumnTransform.encode places it): a kept category's, the infrequent group's, or -1."""
+    infrequent = len(fitted.categories) if fitted.infrequent else -1
+    index = {key: j for j, key in enumerate(fitted.categories)}
+    return np.array([index.get(key, infrequent) for key in column.keys], dtype=np.int32)
 
 
 def _encode_rows(fitted: list, target: np.ndarray, groups: _SplitGroups, writer: SplitWriter,
                  scaling_fit: ScalingFit | None) -> None:  # fmt: skip
-    """Every kept row encoded and appended to its split, ENCODE_BYTES at a time; a chunk is written by a
-    second thread (file writes release the GIL) while the next is encoded."""
-    encoders = [_encoder(column, transform) for column, transform in fitted]
-    edges = np.cumsum([0, *(len(transform.features()) for _, transform in fitted)])
-    chunk = max(1, ENCODE_BYTES // (8 * int(edges[-1])))
+    """Every kept row encoded and appended to its split, ENCODE_BYTES at a time: the numeric, boolean and
+    date columns' features as float64, each categorical column as one code (prepared.Encoded). A chunk is
+    written by a second thread (file writes release the GIL) while the next is encoded."""
+    dense = [(column, transform) for column, transform in fitted if transform.type != "categorical"]
+    coded = [(column, _slots(column, transform)) for column, transform in fitted if transform.type == "categorical"]
+    encoders = [_encoder(column, transform) for column, transform in dense]
+    edges = np.cumsum([0, *(len(transform.features()) for _, transform in dense)])
+    chunk = max(1, ENCODE_BYTES // (8 * int(edges[-1]) + 4 * len(coded) + 8))
     pending: Future | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-write") as writes:
         for start, stop, train in groups:
@@ -540,9 +541,14 @@ def _encode_rows(fitted: list, target: np.ndarray, groups: _SplitGroups, writer:
                     X = np.empty((len(rows), int(edges[-1])))
                     for encode, left, right in zip(encoders, edges[:-1], edges[1:], strict=True):
                         encode(low, rows, X[:, left:right])
-                    parts[split] = (X, np.asarray(target[low + rows]))
+                    codes = None
+                    if coded:
+                        codes = np.empty((len(rows), len(coded)), dtype=np.int32)
+                        for j, (column, slot) in enumerate(coded):
+                            codes[:, j] = slot[column.codes[low + rows]]
+                    parts[split] = (X, np.asarray(target[low + rows]), codes)
                 if scaling_fit is not None:
-                    scaling_fit.add(*parts["train"])
+                    scaling_fit.add(*parts["train"][:2])
                 if pending is not None:
                     pending.result()
                 pending = writes.submit(
@@ -589,18 +595,28 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
         fitted.append((column, transform))
         lines.append(columns.describe(transform, column.n_missing))
     transform = columns.Transform([column for _, column in fitted])
-    names = transform.features()
+    names, widths = transform.features(), transform.one_hot_widths()
+    n_dense = len(names) - sum(widths)
     if not names:
         raise UserError(f"data: no feature is left to train on in {path} (see the lines above); list usable "
                         "columns in data.features")  # fmt: skip
     for line in lines:
         print(line)
-    scaling_fit = ScalingFit((*names, data.target)) if data.standardize else None
-    _encode_rows(fitted, _mapped(work / "target.f8", np.float64), groups, SplitWriter(folder, len(names)), scaling_fit)
-    scaling = scaling_fit.scaling() if scaling_fit is not None else None
+    scaling_fit = ScalingFit((*names[:n_dense], data.target)) if data.standardize else None
+    writer = SplitWriter(folder, n_dense, len(widths))
+    _encode_rows(fitted, _mapped(work / "target.f8", np.float64), groups, writer, scaling_fit)
+    scaling = None
+    if scaling_fit is not None:
+        # one-hot features are left as 0/1 (as scikit-learn's OneHotEncoder leaves them): mean 0, std 1; one
+        # that is constant (a column of a single category) carries nothing and is refused as a number would be
+        for column in transform.columns:
+            if column.type == "categorical" and len(column.features()) == 1 and not scaling_fit.constant():
+                raise constant_column(column.features()[0], 1.0)
+        scaling = scaling_fit.scaling(sum(widths))
     n_left_out = n_read - n_rows
     if n_left_out:
         print(f"prepare: {n_left_out} row(s) with no {data.target!r} (the target) left out of training and metrics")
     shutil.rmtree(work)
-    write_meta(folder, tuple(names), data.target, n_train, n_rows - n_train, scaling, transform.to_dict(), n_left_out)
+    write_meta(folder, tuple(names), data.target, n_train, n_rows - n_train, scaling, transform.to_dict(), n_left_out,
+               widths)  # fmt: skip
     return n_rows, n_train, n_rows - n_train

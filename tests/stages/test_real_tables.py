@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 
+from stages.prepared import read_split
 from tests.helpers import ROOT, default_params, run_module, write_params
 
 LINEAR = {"kind": "linear", "solver": "exact"}
@@ -27,12 +28,16 @@ def test_penguins_with_features_all_are_typed_imputed_and_encoded_and_the_log_sa
     assert "prepare: 2 row(s) with no 'body_mass_g' (the target) left out of training and metrics" in log
     meta = json.loads((workdir / "data" / "prepared" / "meta.json").read_text())
     assert meta["n_target_missing"] == 2 and meta["n_train"] + meta["n_test"] == 342
-    assert meta["features"][:3] == ["species=Adelie", "species=Chinstrap", "species=Gentoo"]
-    assert "sex=(missing)" in meta["features"] and "body_mass_g" not in meta["features"]
-    X = np.load(workdir / "data" / "prepared" / "X_train.npy")
+    # numbers first (with their missing indicators), then a one-hot block per text column, kept as codes
+    assert meta["features"][:3] == ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
+    assert meta["features"][4:7] == ["species=Adelie", "species=Chinstrap", "species=Gentoo"]
+    assert meta["one_hot_widths"] == [3, 3, 3] and meta["features"][-3:] == ["sex=(missing)", "sex=female", "sex=male"]
+    split = read_split(workdir / "data" / "prepared")
+    X = np.asarray(split.X_train)
     assert X.shape == (meta["n_train"], len(meta["features"])) and np.isfinite(X).all()
-    species = X[:, :3]
+    species = X[:, -9:-6]
     assert (species.sum(axis=1) == 1).all()  # one-hot: one category per row
+    assert meta["scaling"]["x_mean"][-9:] == [0.0] * 9 and meta["scaling"]["x_std"][-9:] == [1.0] * 9  # unscaled
 
     assert run_module(workdir, "train", "linear").returncode == 0
     card = json.loads((workdir / "models" / "linear.json").read_text())

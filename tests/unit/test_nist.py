@@ -41,13 +41,13 @@ def test_the_streaming_statistics_of_a_long_table_keep_the_certified_digits(name
     row, corrected to the mean): blocks of 4 rows here, on NIST's hardest small tables."""
     import numpy as np
 
-    from stages import training
+    from stages import least_squares
 
     case = CERTIFIED[name]
     table = np.genfromtxt(NIST / f"{name}.csv", delimiter=",", names=True)
     X = np.column_stack([table[column] for column in case["features"]])
     y = np.asarray(table[case["target"]], dtype=np.float64)
-    solution = training.solve_least_squares(X, y, block_rows=4)
+    solution = least_squares.solve_least_squares(X, y, block_rows=4)
     got = dict(zip(case["features"], solution.weight.tolist(), strict=True), intercept=float(solution.bias[0]))
     want = dict(zip(case["features"], case["coefficients"], strict=True), intercept=case["intercept"])
     digits = {key: significant_digits(got[key], value) for key, value in want.items()}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stages.errors import UserError
-from stages.prepared import Scaling, SplitWriter, read_split, release, sample_rows, write_meta
+from stages.prepared import Encoded, Scaling, SplitWriter, read_split, release, sample_rows, write_meta
 
 
 def write_split(folder, X, y, features, target, train_rows, test_rows, scaling=None):
@@ -107,3 +107,24 @@ def test_metrics_by_block_equal_the_whole_array_ones(tmp_path):
     for key, value in whole.items():
         assert by_block[key] == pytest.approx(value, rel=1e-12)
     assert by_block["rmse"] == pytest.approx(np.sqrt(whole["mse"]), rel=1e-12)
+
+
+def test_encoded_rows_expand_to_the_one_hot_matrix_and_index_like_an_array(tmp_path):
+    dense = np.array([[1.5, 0.0], [2.5, 1.0], [3.5, 0.0]])
+    codes = np.array([[2, 0], [0, -1], [1, 1]], dtype=np.int32)  # -1: none of the block's features
+    X = Encoded(dense, codes, (3, 2))
+    expected = [[1.5, 0, 0, 0, 1, 1, 0], [2.5, 1, 1, 0, 0, 0, 0], [3.5, 0, 0, 1, 0, 0, 1]]
+    assert X.shape == (3, 7) and len(X) == 3 and np.asarray(X).tolist() == expected
+    assert isinstance(X[1:], Encoded) and np.asarray(X[[2, 0]]).tolist() == [expected[2], expected[0]]
+    assert X[1].tolist() == expected[1] and X[:, 4].tolist() == [1, 0, 0] and X[[0, 2], 6].tolist() == [0, 1]
+    folder = tmp_path / "prepared"
+    folder.mkdir()
+    writer = SplitWriter(folder, 2, n_codes=2)
+    writer.append("train", dense[:2], np.array([1.0, 2.0]), codes[:2])
+    writer.append("test", dense[2:], np.array([3.0]), codes[2:])
+    writer.close()
+    write_meta(folder, tuple("abcdefg"), "t", 2, 1, None, {"columns": []}, 0, [3, 2])
+    back = read_split(folder, mmap=True)
+    assert isinstance(back.X_train, Encoded) and back.X_train.widths == (3, 2)
+    assert np.asarray(back.X_train).tolist() == expected[:2] and np.asarray(back.X_test).tolist() == expected[2:]
+    assert np.load(folder / "C_train.npy").dtype == np.int32

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from stages import models, training
+from stages import least_squares, models, training
 from stages.errors import UserError
 from stages.params import EarlyStopping, ModelSpec
-from stages.prepared import Scaling
+from stages.prepared import Encoded, Scaling
 from tests.unit.seed_models import LINEAR, MLP, X_SEED, Y_SEED, least_squares_mse, train_on
 
 
@@ -74,7 +74,7 @@ def test_exact_solver_equals_numpy_lstsq_on_well_conditioned_data():
     A = np.column_stack([X, np.ones(200)])
     expected, *_ = np.linalg.lstsq(A, y, rcond=None)
     for block_rows in (65536, 7):  # one block, and many blocks of the streaming QR
-        solution = training.solve_least_squares(X, y, block_rows=block_rows)
+        solution = least_squares.solve_least_squares(X, y, block_rows=block_rows)
         got = np.append(solution.weight.numpy(), solution.bias.numpy())
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=0)
         assert solution.mse == pytest.approx(np.mean((A @ expected - y) ** 2), rel=1e-10)
@@ -121,7 +121,7 @@ def test_exact_on_a_hundred_thousand_rows_equals_numpy_lstsq():
     rng = np.random.default_rng(5)
     X = rng.normal(size=(100_000, 8)) * rng.uniform(0.1, 100, size=8) + rng.normal(size=8) * 50
     y = X @ rng.normal(size=8) + 3.0 + rng.normal(size=100_000)
-    solution = training.solve_least_squares(X, y)  # two blocks of the streaming QR
+    solution = least_squares.solve_least_squares(X, y)  # two blocks of the streaming QR
     expected, *_ = np.linalg.lstsq(np.column_stack([X, np.ones(len(y))]), y, rcond=None)
     got = np.append(solution.weight.numpy(), solution.bias.numpy())
     np.testing.assert_allclose(got, expected, rtol=1e-8, atol=0)
@@ -377,10 +377,51 @@ def test_the_streaming_least_squares_gives_the_same_bytes_on_one_thread_and_seve
 
     def solve(threads: int) -> training.LeastSquares:
         monkeypatch.setattr(models, "BLOCK_THREADS", threads)
-        return training.solve_least_squares(X, y, block_rows=256)  # 20 blocks, the last of 136 rows
+        return least_squares.solve_least_squares(X, y, block_rows=256)  # 20 blocks, the last of 136 rows
 
     one, several = solve(1), solve(3)
     assert one.weight.numpy().tobytes() == several.weight.numpy().tobytes()
     assert float(one.bias) == float(several.bias) and one.mse == several.mse
     expected = np.linalg.lstsq(np.column_stack([X, np.ones(len(X))]), y, rcond=None)[0]
     np.testing.assert_allclose(one.weight.numpy(), expected[:4], rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        {"kind": "linear", "n_features": 9, "solver": "adam"},
+        {"kind": "mlp", "n_features": 9, "hidden": [7], "activation": "tanh"},
+        {"kind": "mlp", "n_features": 9, "hidden": [6, 5], "activation": "relu"},
+    ],
+    ids=lambda arch: f"{arch['kind']}-{arch.get('hidden')}",
+)
+def test_the_minibatch_trainer_on_category_codes_takes_the_steps_it_takes_on_the_one_hot_matrix(arch):
+    """A compact split (2 numbers, one-hot blocks of 4 and 3 held as codes) trains as its expanded matrix does,
+    up to float64 rounding, and the model predicts the same from either form, a row of no category included."""
+    rng = np.random.default_rng(4)
+    codes = np.stack([rng.integers(0, 4, 80), rng.integers(0, 3, 80)], axis=1).astype(np.int32)
+    encoded = Encoded(rng.normal(size=(80, 2)), codes, (4, 3))
+    y = torch.from_numpy(rng.normal(size=80))
+    compact = models.compact_rows(encoded, None, torch.float64)
+    dense = torch.from_numpy(np.asarray(encoded))
+
+    def run(X):
+        torch.manual_seed(5)
+        model = models.build_model({**arch, "dtype": "float64"})
+        trainer = training.MinibatchTrainer(model, 0.03, 0.0, compact=isinstance(X, models.CompactRows))
+        losses = [
+            float(trainer.step(X[rows], y[rows]))
+            for step in range(100)
+            for rows in [slice(step % 8 * 10, step % 8 * 10 + 10)]
+        ]
+        trainer.release()
+        return model, losses
+
+    (ours, our_losses), (theirs, their_losses) = run(compact), run(dense)
+    assert np.allclose(our_losses, their_losses, rtol=1e-9, atol=1e-12)
+    for mine, expected in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True):
+        assert torch.allclose(mine, expected, rtol=1e-9, atol=1e-12) and mine.is_contiguous()
+    encoded.codes[0, 1] = -1  # a category neither kept nor grouped: no feature of the block is 1
+    with torch.no_grad():
+        assert torch.allclose(models.forward(ours, models.compact_rows(encoded, None, torch.float64)),
+                              ours(torch.from_numpy(np.asarray(encoded))), rtol=1e-12, atol=1e-12)  # fmt: skip

@@ -12,6 +12,7 @@ import pytest
 import stages.typed_split as typed_split
 from stages import columns
 from stages.params import DataParams
+from stages.prepared import Encoded, read_split
 from stages.typed_split import prepare_typed
 
 HEADER = ["late", "when", "flag", "colour", "x", "y"]
@@ -66,8 +67,11 @@ def test_the_encoded_split_is_what_the_transform_makes_of_the_raw_cells(tmp_path
     cells = read_cells(csv, HEADER, HEADER)
     kept = ~columns.missing_mask(cells["y"])
     X, unseen = transform.encode({name: cells[name][kept] for name in HEADER[:-1]}, str(csv))
-    everything = np.concatenate([np.load(tmp_path / "out/X_train.npy"), np.load(tmp_path / "out/X_test.npy")])
+    split = read_split(tmp_path / "out")  # the one-hot blocks kept as codes, expanded here
+    assert isinstance(split.X_train, Encoded) and split.X_train.widths == (12, 4)
+    everything = np.concatenate([np.asarray(split.X_train), np.asarray(split.X_test)])
     assert unseen == 0 and sorted(map(tuple, X)) == sorted(map(tuple, everything))
+    assert split.features == tuple(transform.features()) and split.features[-16:][0] == "late=0"
 
 
 def test_a_column_of_more_values_than_a_vocabulary_holds_is_left_out_but_dates_are_read_again(
