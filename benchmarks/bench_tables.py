@@ -73,7 +73,16 @@ def ours(project: Path, target: str) -> dict[str, float]:
         prediction = out["prediction"].astype(float)
         assert np.isfinite(prediction).all(), "a prediction that is not finite"
         scores[model] = float(((prediction - y)[y.notna()] ** 2).mean())
+        scores[f"{model} errors"] = ((prediction - y)[y.notna()] ** 2).to_numpy()
     return scores
+
+
+def ratio_interval(errors: np.ndarray, baseline: np.ndarray, draws: int = 2000) -> tuple[float, float]:
+    """90% interval of mean(errors) / mean(baseline) over the test rows, by a paired bootstrap (seeded)."""
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, len(errors), (draws, len(errors)))
+    ratios = errors[rows].mean(axis=1) / baseline[rows].mean(axis=1)
+    return float(np.quantile(ratios, 0.05)), float(np.quantile(ratios, 0.95))
 
 
 def scikit_learn(train: pd.DataFrame, test: pd.DataFrame, target: str) -> dict[str, float]:
@@ -126,11 +135,13 @@ def main() -> None:
             theirs = scikit_learn(frame[:cut], frame[cut:], target)
             best = min(theirs.values())
             chosen = min(MLPS, key=lambda model: mine[f"{model} validation"])
+            low, high = ratio_interval(mine[f"{chosen} errors"], mine["linear errors"])
             entries = ", ".join(f"{m} {mine[m]:.6g} (validation {mine[f'{m} validation']:.6g})" for m in MLPS)
             print(f"{name}: {cut} training rows, {len(frame) - cut} test rows: test MSE linear {mine['linear']:.6g}, "
                   f"{entries}; scikit-learn {', '.join(f'{k} {v:.6g}' for k, v in theirs.items())}; "
                   f"linear / scikit-learn's best {mine['linear'] / best:.4f}; chosen by validation: {chosen}, "
-                  f"{chosen} / linear {mine[chosen] / mine['linear']:.4f}", flush=True)  # fmt: skip
+                  f"{chosen} / linear {mine[chosen] / mine['linear']:.4f} (90% bootstrap interval {low:.3f}-{high:.3f})",
+                  flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
