@@ -210,7 +210,10 @@ def _solve_encoded(X: Encoded, y: np.ndarray, block_rows: int, collective, first
         left += (projection.residuals(X, y, start, stop, np.ones(n_dense + 1)) ** 2).sum(axis=0)
     if collective is not None:
         left = collective.sum_(torch.from_numpy(left)).numpy()
-    keep = np.append(left[:n_dense] > IN_SPAN**2 * projection.spread[:n_dense], True).astype(np.float64)
+    # a column constant on these rows (no spread) or in the categories' span keeps only rounding noise, which
+    # the QR's unit-norm scaling would blow up into a weight: it gets weight 0
+    spread = projection.spread[:n_dense]
+    keep = np.append((spread > 0) & (left[:n_dense] > IN_SPAN**2 * spread), True).astype(np.float64)
     D, target = _Residuals(X, y, projection, keep, slice(0, n_dense)), _Residuals(X, y, projection, keep, n_dense)
     if collective is None and len(X) <= block_rows:
         D, target = D[0 : len(X)], target[0 : len(X)]

@@ -60,6 +60,15 @@ def test_a_number_that_is_one_of_the_categories_gets_weight_zero_not_noise():
     assert np.allclose(expanded @ solution.weight.numpy() + float(solution.bias), expanded @ w + b, atol=1e-9)
 
 
+def test_a_constant_number_gets_weight_zero_not_the_noise_of_its_projection():
+    X, y = design(4, 3000, 3, (7, 3))
+    X.dense[:, 1] = 1 / 3  # what is left of it after the categories are projected out is rounding alone
+    solution = solve_least_squares(X, y, block_rows=256)
+    w, b, mse = numpy_line(np.asarray(X), y)
+    assert solution.weight[1] == 0.0 and np.allclose(solution.weight.numpy(), w, rtol=1e-8, atol=1e-10)
+    assert float(solution.bias) == pytest.approx(b, rel=1e-8) and solution.mse == pytest.approx(mse, rel=1e-10)
+
+
 def test_the_same_line_whatever_the_blocks():
     X, y = design(3, 3000, 3, (6, 2))
     whole = solve_least_squares(X, y, block_rows=4096)
