@@ -140,8 +140,8 @@ def main() -> None:
             print(f"{name}: {cut} training rows, {len(frame) - cut} test rows: test MSE linear {mine['linear']:.6g}, "
                   f"{entries}; scikit-learn {', '.join(f'{k} {v:.6g}' for k, v in theirs.items())}; "
                   f"linear / scikit-learn's best {mine['linear'] / best:.4f}; chosen by validation: {chosen}, "
-                  f"{chosen} / linear {mine[chosen] / mine['linear']:.4f} (90% bootstrap interval {low:.3f}-{high:.3f})",
-                  flush=True)  # fmt: skip
+                  f"{chosen} / linear {mine[chosen] / mine['linear']:.4f} (90% bootstrap interval "
+                  f"{low:.3f}-{high:.3f})", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

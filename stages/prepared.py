@@ -175,28 +175,20 @@ class ScalingFit:
         for total, part in zip(self.moments, group, strict=True):
             total.merge(part)
 
-    def constant(self) -> str | None:
-        """The first column that is constant on the rows added, or None."""
-        for name, part in zip(self.names, self.moments, strict=True):
-            if not part.std > 0:
-                return name
-        return None
-
-    def scaling(self, one_hot: int = 0) -> Scaling:
-        """The Scaling; a constant column is an error. `one_hot` features follow the columns added,
-        unscaled (mean 0, std 1)."""
+    def scaling(self, one_hot: int = 0, derived: frozenset[str] = frozenset()) -> Scaling:
+        """The Scaling; a constant column is an error, except a `derived` one (a date's year in a table of one
+        year), which gets std 1: scaled to 0, it is left out in effect. `one_hot` features follow the columns
+        added, unscaled (mean 0, std 1)."""
         for name, part, first in zip(self.names, self.moments, self.first, strict=True):
-            if not part.std > 0:
-                raise constant_column(name, first)
+            if not part.std > 0 and name in derived:
+                part.var = 1.0
+            elif not part.std > 0:
+                raise UserError(
+                    f"data: column {name!r} is constant ({first:g}) on the training split, so it cannot be scaled; "
+                    "set data.standardize: false or drop the column from data.features"
+                )
         means, stds = [part.mean for part in self.moments], [part.std for part in self.moments]
         return Scaling(tuple(means[:-1]) + (0.0,) * one_hot, tuple(stds[:-1]) + (1.0,) * one_hot, means[-1], stds[-1])
-
-
-def constant_column(name: str, value: float) -> UserError:
-    return UserError(
-        f"data: column {name!r} is constant ({value:g}) on the training split, so it cannot be scaled; "
-        "set data.standardize: false or drop the column from data.features"
-    )
 
 
 def sample_rows(n_rows: int, limit: int, seed: int = 0) -> np.ndarray:

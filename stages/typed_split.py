@@ -40,7 +40,6 @@ from stages.prepared import (
     SPLIT_GROUP_ROWS,
     ScalingFit,
     SplitWriter,
-    constant_column,
     held_out_in_group,
     write_meta,
 )
@@ -592,6 +591,11 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
                          f"data.min_frequency {data.min_frequency} training rows), as in an identifier or a name: "
                          f"it carries no information and is left out; add it to data.drop to say so"))  # fmt: skip
             continue
+        if column.kind == "categorical" and len(transform.features()) == 1:
+            lines.append(columns.describe(transform, column.n_missing, f"one value ({transform.categories[0]!r}) "
+                         "in every training row: it carries no information and is left out; add it to data.drop "
+                         "to say so"))  # fmt: skip
+            continue
         fitted.append((column, transform))
         lines.append(columns.describe(transform, column.n_missing))
     transform = columns.Transform([column for _, column in fitted])
@@ -605,14 +609,9 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
     scaling_fit = ScalingFit((*names[:n_dense], data.target)) if data.standardize else None
     writer = SplitWriter(folder, n_dense, len(widths))
     _encode_rows(fitted, _mapped(work / "target.f8", np.float64), groups, writer, scaling_fit)
-    scaling = None
-    if scaling_fit is not None:
-        # one-hot features are left as 0/1 (as scikit-learn's OneHotEncoder leaves them): mean 0, std 1; one
-        # that is constant (a column of a single category) carries nothing and is refused as a number would be
-        for column in transform.columns:
-            if column.type == "categorical" and len(column.features()) == 1 and not scaling_fit.constant():
-                raise constant_column(column.features()[0], 1.0)
-        scaling = scaling_fit.scaling(sum(widths))
+    # one-hot features are left as 0/1 (as scikit-learn's OneHotEncoder leaves them): mean 0, std 1
+    dates = frozenset(name for column in transform.columns if column.type == "date" for name in column.features())
+    scaling = scaling_fit.scaling(sum(widths), dates) if scaling_fit is not None else None
     n_left_out = n_read - n_rows
     if n_left_out:
         print(f"prepare: {n_left_out} row(s) with no {data.target!r} (the target) left out of training and metrics")

@@ -73,25 +73,31 @@ def test_missing_error_keeps_the_first_missing_cell_an_error(workdir):
     )
 
 
-def test_booleans_dates_identifiers_and_rare_values_under_features_all(workdir):
+def test_booleans_dates_identifiers_rare_and_single_values_under_features_all(workdir):
     rng = np.random.default_rng(0)
-    lines = ["id,member,joined,name,spend"]
+    lines = ["id,member,joined,name,region,spend"]
     for i in range(60):
         member = ["yes", "no"][i % 2]
         day = f"2024-01-{1 + i % 28:02d}"
-        lines.append(f"{1000 + i},{member},{day},person{i},{10 + 5 * (i % 2) + rng.normal():.3f}")
+        lines.append(f"{1000 + i},{member},{day},person{i},North,{10 + 5 * (i % 2) + rng.normal():.3f}")
     (workdir / "data" / "t.csv").write_text("\n".join(lines) + "\n")
-    params = default_params(path="data/t.csv", target="spend", features="all")
+    params = default_params(path="data/t.csv", target="spend", features="all", standardize=True)
     params["models"] = {"linear": LINEAR}
     write_params(workdir, params)
     result = run_module(workdir, "prepare")
     assert result.returncode == 0, result.stderr
     assert "prepare: column 'id': a different whole number in every row, an identifier" in result.stdout
     assert "prepare: column 'name': categorical, 0 missing; every value is rare" in result.stdout
+    assert (
+        "prepare: column 'region': categorical, 0 missing; one value ('North') in every training row: it carries "
+        "no information and is left out; add it to data.drop to say so"
+    ) in result.stdout.splitlines()
     meta = json.loads((workdir / "data" / "prepared" / "meta.json").read_text())
     assert meta["features"] == ["member", "joined (days)", "joined (year)", "joined (month)", "joined (weekday)"]
     X = np.load(workdir / "data" / "prepared" / "X_train.npy")
     assert X[0].tolist() == [1.0, 19723.0, 2024.0, 1.0, 0.0]  # yes; 2024-01-01, a Monday
+    # every row in January 2024: the year and month parts are constant, scaled to 0 rather than refused
+    assert meta["scaling"]["x_std"][2:4] == [1.0, 1.0] and meta["scaling"]["x_mean"][2:4] == [2024.0, 1.0]
 
 
 def test_a_table_of_numbers_with_features_all_streams_and_still_leaves_out_an_identifier(workdir):
