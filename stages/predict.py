@@ -85,7 +85,7 @@ def _transform(saved: dict, path: str):
 
     try:
         transform = Transform.from_dict(saved["transform"])
-        if transform.features() != saved["features"]:
+        if sorted(transform.features()) != sorted(saved["features"]):  # a file of 2026-12-03 has another order
             raise ValueError("its transform gives other features than it names")
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise UserError(
@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
         X = read_columns(args.csv, features, header)
     else:  # raw columns: imputed, categories one-hot, booleans and dates as numbers, as prepare did
         X, unseen = transform.encode(read_cells(args.csv, features, header), args.csv)
+        position = {name: j for j, name in enumerate(transform.features())}
+        X = X[:, [position[name] for name in saved["features"]]]  # in the model's order
         if unseen:
             print(f"predict: warning: {unseen} row(s) of {args.csv} hold a category the training rows never had; "
                   "they count as infrequent", file=sys.stderr)  # fmt: skip

@@ -36,13 +36,7 @@ from stages.csv_input import (
 )
 from stages.errors import UserError
 from stages.params import ALL_FEATURES, DataParams
-from stages.prepared import (
-    SPLIT_GROUP_ROWS,
-    ScalingFit,
-    SplitWriter,
-    held_out_in_group,
-    write_meta,
-)
+from stages.prepared import SPLIT_GROUP_ROWS, ScalingFit, SplitWriter, held_out_in_group, write_meta
 
 SCAN_BLOCK_BYTES = 1 << 20  # the CSV is parsed this many bytes a block (csv_input.STREAM_BLOCK_BYTES)
 ENCODE_BYTES = 32 << 20  # encoded rows are built this many bytes of float64 at a time

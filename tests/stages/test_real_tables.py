@@ -116,3 +116,26 @@ def test_a_table_of_numbers_with_features_all_streams_and_still_leaves_out_an_id
     assert meta["features"] == ["x"] and "transform" not in meta  # plain numbers: the streaming path's meta
     assert meta["n_train"] == 150 and meta["n_test"] == 50
     assert "prepare: data/t.csv: 200 rows, 1 feature(s) -> 150 train / 50 test rows" in result.stdout
+
+
+def test_a_model_file_whose_features_come_in_another_order_predicts_the_same(workdir):
+    """Model files of 2026-12-03 list a table's features in column order (one-hot blocks among the numbers);
+    predict puts the encoded columns in the order the file names."""
+    import torch
+
+    penguins(workdir)
+    assert run_module(workdir, "prepare").returncode == 0
+    assert run_module(workdir, "train", "linear").returncode == 0
+    saved = torch.load(workdir / "models" / "linear.pt", weights_only=True)
+    order = np.random.default_rng(0).permutation(len(saved["features"]))
+    saved["features"] = [saved["features"][j] for j in order]
+    saved["state_dict"]["weight"] = saved["state_dict"]["weight"][torch.from_numpy(order)]
+    torch.save(saved, workdir / "models" / "shuffled.pt")
+    raw = (ROOT / "data" / "penguins.csv").read_text().splitlines()
+    (workdir / "new.csv").write_text("\n".join(raw[:40]) + "\n")
+    for name in ("linear", "shuffled"):
+        result = run_module(workdir, "predict", f"models/{name}.pt", "new.csv", "-o", f"{name}.csv")
+        assert result.returncode == 0, result.stderr
+    column = [[float(line.rsplit(",", 1)[1]) for line in (workdir / f"{name}.csv").read_text().splitlines()[1:]]
+              for name in ("linear", "shuffled")]  # fmt: skip
+    assert np.allclose(column[0], column[1], rtol=1e-12) and len(column[0]) == 39
