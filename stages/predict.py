@@ -27,12 +27,19 @@ PREDICTION_COLUMN = "prediction"
 PREDICTION_BLOCK = 65536  # predictions turned into Python floats this many at a time
 
 
-def write_with_predictions(source: Path, predictions: np.ndarray, output: Path) -> None:
+def prediction_texts(predictions: np.ndarray, dtype: str) -> np.ndarray:
+    """Each prediction with the digits the model's dtype carries: the shortest text that reads back as the
+    same float32 (or float64) value, so a float32 model's 3.0000005 is not written as 3.000000476837158."""
+    return predictions.astype(np.float32 if dtype == "float32" else np.float64).astype(str)
+
+
+def write_with_predictions(source: Path, predictions: np.ndarray, output: Path, dtype: str = "float64") -> None:
     """The input's records with a prediction column appended, streamed record by record (memory does not
     grow with the row count), written atomically. Records are what read_columns counted as rows: blank
     and whitespace-only lines are skipped, leading spaces in fields dropped."""
     values = itertools.chain.from_iterable(
-        predictions[start : start + PREDICTION_BLOCK].tolist() for start in range(0, len(predictions), PREDICTION_BLOCK)
+        prediction_texts(predictions[start : start + PREDICTION_BLOCK], dtype).tolist()
+        for start in range(0, len(predictions), PREDICTION_BLOCK)
     )
     csv.field_size_limit(sys.maxsize)  # pandas read fields of any length; so must the copy
     written = 0
@@ -44,7 +51,7 @@ def write_with_predictions(source: Path, predictions: np.ndarray, output: Path) 
             writer.writerow([*next(records), PREDICTION_COLUMN])
             for record in records:
                 if not is_blank_record(record):
-                    writer.writerow([*record, repr(next(values, None))])
+                    writer.writerow([*record, next(values, None)])
                     written += 1
         except csv.Error as err:
             raise UserError(f"{source}: line {records.line_num} cannot be copied to the output ({err})") from None
@@ -94,6 +101,24 @@ def _transform(saved: dict, path: str):
     return transform
 
 
+def range_warning(X: np.ndarray, saved: dict, csv_path: str) -> str | None:
+    """One line when rows hold a number beyond what the training rows held (a model extrapolates there):
+    how many rows, and which columns with their training range; None when every row is inside, or for a
+    model file that records no ranges."""
+    ranges = saved.get("ranges")
+    if not ranges:
+        return None
+    low, high = np.asarray(ranges["low"]), np.asarray(ranges["high"])
+    dense = X[:, : len(low)]
+    outside = (dense < low) | (dense > high)
+    rows = int(outside.any(axis=1).sum())
+    if not rows:
+        return None
+    columns = [f"{saved['features'][j]!r} ({low[j]:g} to {high[j]:g})" for j in np.flatnonzero(outside.any(axis=0))]
+    return (f"predict: warning: {rows} row(s) of {csv_path} lie beyond the training rows' range in "
+            f"{', '.join(columns)}; the model extrapolates there")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m stages.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -101,7 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model", help="a model file written by the pipeline, e.g. models/mlp.pt")
     parser.add_argument("csv", help="CSV with the model's feature columns (other columns are kept)")
     parser.add_argument("-o", "--output", required=True, help="where to write the rows with predictions")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no warning lines (unseen categories, ranges)")
     args = parser.parse_args(argv)
+    warn = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
 
     header = read_header(args.csv, named_by="the CSV argument")
     output = output_target(args.output, {"the input CSV": args.csv, "the model file": args.model})
@@ -131,12 +158,15 @@ def main(argv: list[str] | None = None) -> None:
         position = {name: j for j, name in enumerate(transform.features())}
         X = X[:, [position[name] for name in saved["features"]]]  # in the model's order
         if unseen:
-            print(f"predict: warning: {unseen} row(s) of {args.csv} hold a category the training rows never had; "
-                  "they count as infrequent", file=sys.stderr)  # fmt: skip
+            warn(f"predict: warning: {unseen} row(s) of {args.csv} hold a category the training rows never had; "
+                 "they count as infrequent")  # fmt: skip
+    outside = range_warning(X, saved, args.csv)
+    if outside:
+        warn(outside)
     scaling = Scaling.from_dict(saved["scaling"]) if saved["scaling"] else None
     predictions = models.predict(model, X, scaling)
 
-    write_with_predictions(Path(args.csv), predictions, output)
+    write_with_predictions(Path(args.csv), predictions, output, saved["architecture"].get("dtype", "float32"))
     print(f"predict: {len(predictions)} rows from {args.csv} through {args.model} -> {args.output}")
 
 

@@ -191,6 +191,19 @@ class ScalingFit:
         return Scaling(tuple(means[:-1]) + (0.0,) * one_hot, tuple(stds[:-1]) + (1.0,) * one_hot, means[-1], stds[-1])
 
 
+def feature_ranges(X: np.ndarray | Encoded, block_rows: int = 1 << 16) -> tuple[list[float], list[float]]:
+    """(lowest, highest) value of each numeric feature over the rows (the dense part of Encoded rows; one-hot
+    features have none), block by block, each block's pages of a mapped file released once read."""
+    dense = X.dense if isinstance(X, Encoded) else X
+    low, high = np.full(dense.shape[1], np.inf), np.full(dense.shape[1], -np.inf)
+    for start in range(0, len(dense), block_rows):
+        block = dense[start : start + block_rows]
+        np.minimum(low, block.min(axis=0, initial=np.inf), out=low)
+        np.maximum(high, block.max(axis=0, initial=-np.inf), out=high)
+        release(block)
+    return low.tolist(), high.tolist()
+
+
 def sample_rows(n_rows: int, limit: int, seed: int = 0) -> np.ndarray:
     """Indices of at most `limit` rows, in order: all of them, or a seeded random sample (for plots)."""
     if n_rows <= limit:

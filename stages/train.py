@@ -17,7 +17,7 @@ from stages.errors import UserError, run_stage
 from stages.io import atomic_open, write_bytes, write_json, write_text
 from stages.params import ModelSpec, TrainParams, load_params
 from stages.paths import PREPARED_DIR
-from stages.prepared import Split, read_split, seeded_split
+from stages.prepared import Split, feature_ranges, read_split, seeded_split
 
 
 class EpochLog:
@@ -236,6 +236,9 @@ def fit_model(
     # The .pt file's metadata: enough to rebuild the model and apply it to raw rows (stages/predict.py).
     meta = {key: card[key] for key in ("name", "architecture", "features", "target")}
     meta["scaling"] = split.scaling.to_dict() if split.scaling else None
+    # each numeric feature's training range: predict warns about rows beyond it (extrapolation)
+    low, high = feature_ranges(split.X_train)
+    meta["ranges"] = {"low": low, "high": high}
     if split.transform is not None:  # the raw columns' types, medians and categories (stages/columns.py)
         meta["transform"] = card["transform"] = split.transform
     model_bytes = models.model_bytes(model, meta)

@@ -26,8 +26,25 @@ def test_predict_reproduces_the_training_predictions_of_both_models_exactly(work
         assert lines[0] == "x,y,prediction"
         inputs = (workdir / "data" / "seed.csv").read_text().splitlines()[1:]
         assert [line.split(",")[:2] for line in lines[1:]] == [row.split(",") for row in inputs]
-        predicted = [float(line.split(",")[2]) for line in lines[1:]]
-        assert predicted == np.load(workdir / "predictions" / f"{name}.npy").tolist()
+        written = [line.split(",")[2] for line in lines[1:]]
+        # a float32 model's predictions with float32's digits: the shortest text of the same float32 value
+        expected = np.load(workdir / "predictions" / f"{name}.npy").astype(np.float32)
+        assert [np.float32(text) for text in written] == expected.tolist()
+        assert written == [str(value) for value in expected] and max(map(len, written)) <= 11
+
+
+def test_predict_warns_once_about_rows_beyond_the_training_range_unless_quiet(workdir):
+    for stage in (["prepare"], ["train", "linear"]):
+        assert run_module(workdir, *stage).returncode == 0
+    (workdir / "new.csv").write_text("x\n5\n100\n-3\n10\n")  # trained on x = 1..10
+    result = run_module(workdir, "predict", "models/linear.pt", "new.csv", "-o", "out.csv")
+    assert result.returncode == 0 and result.stderr == (
+        "predict: warning: 2 row(s) of new.csv lie beyond the training rows' range in 'x' (1 to 10); the model "
+        "extrapolates there\n"
+    )
+    quiet = run_module(workdir, "predict", "models/linear.pt", "new.csv", "-o", "out.csv", "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert len((workdir / "out.csv").read_text().splitlines()) == 5
 
 
 def test_predict_rejects_a_csv_without_the_feature_column(workdir):
@@ -72,7 +89,7 @@ def test_predict_copies_every_record_as_pandas_counts_rows(workdir):
     assert [row[:3] for row in rows[1:]] == expected_rows
     model, _ = models.load_model(str(workdir / "models" / "linear.pt"))
     expected = models.predict(model, np.array([[2.5], [3.0], [4.0]]), None)
-    assert [float(row[3]) for row in rows[1:]] == expected.tolist()
+    assert [np.float32(row[3]) for row in rows[1:]] == expected.astype(np.float32).tolist()
 
 
 @pytest.fixture
