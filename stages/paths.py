@@ -10,7 +10,7 @@ MODELS_DIR = Path("models")  # train: <model>.pt, <model>.json (the card), <mode
 PREDICTIONS_DIR = Path("predictions")  # train: <model>.npy, every prepared row (train, then test), original units
 METRICS_DIR = Path("metrics")  # evaluate: <model>.json
 PLOTS_DIR = Path("plots")
-LOSS_DIR = PLOTS_DIR / "loss"  # train: <model>.csv, loss per epoch
+LIVE_DIR = Path("dvclive")  # train: <model>/, DVCLive's log of each epoch's loss, written as training runs
 PREDICTED_DIR = PLOTS_DIR / "predicted"  # evaluate: <model>.csv, predicted against actual (a sample)
 LOSSES_FILE = PLOTS_DIR / "losses.csv"  # plot: every model's loss per epoch, for the overlay chart
 FIT_FIGURE = PLOTS_DIR / "fit.png"  # plot
@@ -33,8 +33,21 @@ def predictions_file(name: str) -> Path:
     return PREDICTIONS_DIR / f"{name}.npy"
 
 
-def loss_file(name: str) -> Path:
-    return LOSS_DIR / f"{name}.csv"
+def live_dir(name: str) -> Path:
+    return LIVE_DIR / name
+
+
+def live_summary(name: str) -> Path:
+    return live_dir(name) / "metrics.json"  # DVCLive's summary: the last epoch's losses and its step
+
+
+def live_plots(name: str) -> Path:
+    return live_dir(name) / "plots"
+
+
+def live_loss_file(name: str, split: str = "train") -> Path:
+    """DVCLive's history of `split`'s loss (train, or validation with early stopping): step, loss."""
+    return live_plots(name) / "metrics" / split / "loss.tsv"
 
 
 def metrics_file(name: str) -> Path:

@@ -143,31 +143,55 @@ def draw(split: Split, predictions: dict[str, np.ndarray]) -> tuple[bytes, bytes
     return fit, predicted_vs_actual
 
 
-def overlay_losses(losses: dict[str, str]) -> str:
-    """Every model's loss CSV (as `train` writes it: a header, then one row per epoch) in one long table
-    with a `model` column first, models in params.yaml's order; a column one model lacks stays empty."""
-    tables = {name: list(csv.reader(io.StringIO(text))) for name, text in losses.items()}
+LOSS_POINTS = 2000  # per model in the overlay: past this many epochs, every k-th epoch and the last
+
+
+def read_losses(name: str) -> dict[str, list[str]]:
+    """A model's loss per epoch from what DVCLive wrote during train@<name>: {"epoch": [...], "loss": [...]}
+    and "validation_loss" with early stopping, the values as written (text)."""
+    columns: dict[str, list[str]] = {}
+    for split, column in (("train", "loss"), ("validation", "validation_loss")):
+        path = paths.live_loss_file(name, split)
+        if split == "validation" and not path.exists():
+            continue
+        rows = list(csv.reader(io.StringIO(_load_train_output(path, name, lambda p: p.read_text("utf-8"))),
+                               delimiter="\t"))  # fmt: skip
+        if rows[:1] != [["step", "loss"]]:
+            raise UserError(f"{path}: not DVCLive's loss history (step, loss); run `dvc repro train@{name}`")
+        columns.setdefault("epoch", [row[0] for row in rows[1:]])
+        columns[column] = [row[1] for row in rows[1:]]
+    return columns
+
+
+def overlay_losses(losses: dict[str, dict[str, list[str]]], limit: int = LOSS_POINTS) -> str:
+    """Every model's losses (read_losses) in one long table with a `model` column first, models in
+    params.yaml's order, at most `limit` epochs a model (every k-th and the last); a column one model lacks
+    stays empty."""
     columns: list[str] = []
-    for rows in tables.values():
-        columns += [column for column in rows[0] if column not in columns]
+    for table in losses.values():
+        columns += [column for column in table if column not in columns]
     lines = [",".join(["model", *columns])]
-    for name, (header, *rows) in tables.items():
-        where = [header.index(column) if column in header else None for column in columns]
-        lines += [",".join([name, *("" if i is None else row[i] for i in where)]) for row in rows]
+    for name, table in losses.items():
+        n_epochs = len(table["epoch"])
+        rows = [*range(0, n_epochs, -(-n_epochs // limit))] if n_epochs else []
+        if rows and rows[-1] != n_epochs - 1:
+            rows.append(n_epochs - 1)
+        lines += [",".join([name, *(table[column][i] if column in table else "" for column in columns)]) for i in rows]
     return "\n".join(lines) + "\n"
 
 
 def leftover_files(models: list[str]) -> list[Path]:
-    """Files in the predictions and loss folders that belong to no current model (DVC's .gitignore aside).
+    """Files in the predictions folder and folders in DVCLive's that belong to no current model (DVC's
+    .gitignore aside).
 
     The plot stage depends on both whole folders, so DVC hashes every file in them: a model removed from
     (or renamed in) params.yaml leaves its files there, and dvc.lock would record folders that a clean
     checkout, which never has those files, cannot reproduce.
     """
-    expected = {paths.predictions_file(name) for name in models} | {paths.loss_file(name) for name in models}
+    expected = {paths.predictions_file(name) for name in models} | {paths.live_dir(name) for name in models}
     return sorted(
         path
-        for folder in (paths.PREDICTIONS_DIR, paths.LOSS_DIR)
+        for folder in (paths.PREDICTIONS_DIR, paths.LIVE_DIR)
         if folder.is_dir()
         for path in folder.iterdir()
         if path.name != ".gitignore" and path not in expected
@@ -196,14 +220,11 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(
             f"{listed}: not the output of a model in {params.source} ({', '.join(params.models)}); "
             f"delete {'it' if len(leftovers) == 1 else 'them'} (rm -r {listed}): this stage depends on the "
-            f"whole {paths.PREDICTIONS_DIR}/ and {paths.LOSS_DIR}/ folders, so a leftover would make dvc.lock "
+            f"whole {paths.PREDICTIONS_DIR}/ and {paths.LIVE_DIR}/ folders, so a leftover would make dvc.lock "
             "differ from a clean checkout"
         )
     predictions = {name: _load_train_output(paths.predictions_file(name), name, map_array) for name in params.models}
-    losses = {
-        name: _load_train_output(paths.loss_file(name), name, lambda p: p.read_text(encoding="utf-8"))
-        for name in params.models
-    }
+    losses = {name: read_losses(name) for name in params.models}
 
     fit_png, predicted_png = draw(split, predictions)
     write_bytes(paths.FIT_FIGURE, fit_png)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -19,21 +21,34 @@ from stages.params import ModelSpec, TrainParams, load_params
 from stages.paths import PREPARED_DIR
 from stages.prepared import Split, feature_ranges, read_split, seeded_split
 
+# DVCLive writes each epoch's row as it comes (the file grows while training runs), but its summary and the
+# signals DVC's VS Code extension follows cost about 2 ms a write: they are written at most this often.
+LIVE_SYNC_SECONDS = 1.0
+
 
 class EpochLog:
-    """Reports training progress: a tqdm bar on a terminal, plain lines every `log_every` epochs otherwise."""
+    """Reports training progress: a tqdm bar on a terminal, plain lines every `log_every` epochs otherwise;
+    with `live_dir`, every epoch's loss (and validation loss) through DVCLive into that folder."""
 
-    def __init__(self, spec: ModelSpec, log_every: int) -> None:
+    def __init__(self, spec: ModelSpec, log_every: int, live_dir: Path | None = None) -> None:
         self.spec, self.log_every = spec, log_every
         self.exact = spec.method == "exact"
         self.bar = None
         self.draw_bar = sys.stderr.isatty() and not self.exact  # drawn from the first epoch, below the set-up lines
-        self.started = self.last = time.perf_counter()
-        self.last_epoch = 0
+        self.live = None
+        if live_dir is not None:
+            from dvclive import Live
+
+            # no dvc.yaml of its own (dvc.yaml declares the folder), no experiment saved, no report
+            self.live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+        self.started = self.last = self.synced = time.perf_counter()
+        self.last_epoch = self.live_epoch = 0
 
     def __call__(self, epoch: int, loss: float, validation: float | None = None) -> None:
         name = self.spec.name
         held_out = "" if validation is None else f", validation loss {validation:.6f}"
+        if self.live is not None:
+            self._log_live(epoch, loss, validation)
         if self.exact:
             print(f"train@{name}: least squares solved exactly (SVD, float64), loss {loss:.6f}", flush=True)
         elif self.draw_bar:
@@ -51,31 +66,28 @@ class EpochLog:
             self.last, self.last_epoch = now, epoch
             print(f"train@{name}: epoch {epoch}/{self.spec.epochs}, loss {loss:.6f}{held_out}{timing}", flush=True)
 
+    def _log_live(self, epoch: int, loss: float, validation: float | None) -> None:
+        self.live.step, self.live_epoch = epoch, epoch  # DVCLive's step is the epoch
+        self.live.log_metric("train/loss", loss)
+        if validation is not None:
+            self.live.log_metric("validation/loss", validation)
+        now = time.perf_counter()
+        if now - self.synced >= LIVE_SYNC_SECONDS:
+            self.live.next_step()
+            self.synced = now
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        if self.live is not None:
+            self.live.step = self.live_epoch
+            self.live.next_step()  # the summary of the last epoch
+            self.live.end()
         print(f"train@{self.spec.name}: trained in {_duration(time.perf_counter() - self.started)}", flush=True)
 
 
 def _duration(seconds: float) -> str:
     return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
-
-
-def loss_csv(losses: list[float], validation_losses: list[float] | None = None, limit: int = 2000) -> str:
-    """Loss per epoch for `dvc plots` (and the validation loss, with early stopping); past `limit` epochs,
-    every k-th epoch and the last."""
-    stride = -(-len(losses) // limit)
-    epochs = [*range(1, len(losses) + 1, stride)]
-    if epochs[-1] != len(losses):
-        epochs.append(len(losses))
-    series, header = [losses], "epoch,loss"
-    if validation_losses is not None:
-        series, header = [losses, validation_losses], "epoch,loss,validation_loss"
-    return (
-        header
-        + "\n"
-        + "".join(",".join([str(epoch), *(repr(s[epoch - 1]) for s in series)]) + "\n" for epoch in epochs)
-    )
 
 
 LOGGED_WEIGHTS = 20  # a wide linear model logs its first weights; all of them are in models/<name>.json
@@ -358,10 +370,15 @@ def train_and_write(args, params, spec: ModelSpec, shard) -> None:
     if shard is not None and shard.rank != 0:  # rank 0 reports and writes; the others train
         fit_model(spec, params.train, split, device, say=lambda line: None, shard=shard, collective=collective)
         return
-    log = EpochLog(spec, params.train.log_every)
-    trained = fit_model(spec, params.train, split, device, say=lambda line: print(line, flush=True), on_epoch=log,
-                        shard=shard, collective=collective)  # fmt: skip
-    log.close()
+    live = paths.live_dir(spec.name)
+    try:
+        log = EpochLog(spec, params.train.log_every, live)
+        trained = fit_model(spec, params.train, split, device, say=lambda line: print(line, flush=True),
+                            on_epoch=log, shard=shard, collective=collective)  # fmt: skip
+        log.close()
+    except BaseException:  # a run that did not end leaves no half-written log behind
+        shutil.rmtree(live, ignore_errors=True)
+        raise
     if "early_stopping" in trained.card:
         print(early_stopping_line(spec.name, trained.card, spec.epochs))
     warning = stall_warning(spec, trained.losses, split.scaling is not None)
@@ -375,7 +392,6 @@ def train_and_write(args, params, spec: ModelSpec, shard) -> None:
     write_text(paths.model_summary(spec.name), trained.summary)
     with atomic_open(paths.predictions_file(spec.name)) as handle:
         np.save(handle, trained.predictions)
-    write_text(paths.loss_file(spec.name), loss_csv(trained.losses, trained.validation_losses))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import struct
 
 import numpy as np
@@ -13,12 +14,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def trained(workdir, predictions: dict[str, np.ndarray]) -> None:
-    """Prediction and loss files as train leaves them, for the models named."""
-    for folder in ("predictions", "plots/loss"):
-        (workdir / folder).mkdir(parents=True, exist_ok=True)
+    """Prediction files and DVCLive's loss files as train leaves them, for the models named."""
+    (workdir / "predictions").mkdir(parents=True, exist_ok=True)
     for name, values in predictions.items():
         np.save(workdir / "predictions" / f"{name}.npy", np.asarray(values, dtype=np.float64))
-        (workdir / "plots" / "loss" / f"{name}.csv").write_text(f"epoch,loss\n1,{len(name)}.5\n2,0.25\n")
+        losses = workdir / "dvclive" / name / "plots" / "metrics" / "train" / "loss.tsv"
+        losses.parent.mkdir(parents=True, exist_ok=True)
+        losses.write_text(f"step\tloss\n1\t{len(name)}.5\n2\t0.25\n")
 
 
 def test_plot_draws_both_figures_deterministically(workdir):
@@ -43,9 +45,11 @@ def test_plot_names_the_missing_predictions_and_losses(workdir):
     assert result.returncode == 2
     assert result.stderr == "error: predictions/linear.npy: missing; run `dvc repro train@linear` first\n"
     trained(workdir, {"linear": np.zeros(10), "mlp": np.zeros(10)})
-    (workdir / "plots" / "loss" / "mlp.csv").unlink()
+    (workdir / "dvclive" / "mlp" / "plots" / "metrics" / "train" / "loss.tsv").unlink()
     result = run_module(workdir, "plot")
-    assert result.stderr == "error: plots/loss/mlp.csv: missing; run `dvc repro train@mlp` first\n"
+    assert (
+        result.stderr == "error: dvclive/mlp/plots/metrics/train/loss.tsv: missing; run `dvc repro train@mlp` first\n"
+    )
 
 
 def test_plot_draws_a_density_past_the_scatter_limit_deterministically(workdir):
@@ -67,20 +71,21 @@ def test_plot_draws_a_density_past_the_scatter_limit_deterministically(workdir):
 
 
 def test_plot_refuses_outputs_of_no_current_model(workdir):
-    # plot depends on the whole predictions/ and plots/loss/ folders: a leftover would be hashed into dvc.lock
+    # plot depends on the whole predictions/ and dvclive/ folders: a leftover would be hashed into dvc.lock
     assert run_module(workdir, "prepare").returncode == 0
     trained(workdir, dict.fromkeys(("linear", "mlp", "old model", "gone"), np.arange(1.0, 11.0)))
     (workdir / "predictions" / ".gitignore").write_text("/linear.npy\n/mlp.npy\n")
-    (workdir / "plots" / "loss" / "old model.csv").unlink()
+    shutil.rmtree(workdir / "dvclive" / "old model")
     result = run_module(workdir, "plot")
     assert result.returncode == 2 and not (workdir / "plots" / "fit.png").exists()
     assert result.stderr == (
-        "error: plots/loss/gone.csv predictions/gone.npy 'predictions/old model.npy': not the output of a model in "
-        "params.yaml (linear, mlp); delete them (rm -r plots/loss/gone.csv predictions/gone.npy 'predictions/old "
-        "model.npy'): this stage depends on the whole predictions/ and plots/loss/ folders, so a leftover would make "
+        "error: dvclive/gone predictions/gone.npy 'predictions/old model.npy': not the output of a model in "
+        "params.yaml (linear, mlp); delete them (rm -r dvclive/gone predictions/gone.npy 'predictions/old "
+        "model.npy'): this stage depends on the whole predictions/ and dvclive/ folders, so a leftover would make "
         "dvc.lock differ from a clean checkout\n"
     )
-    for leftover in ("plots/loss/gone.csv", "predictions/gone.npy", "predictions/old model.npy"):
+    shutil.rmtree(workdir / "dvclive" / "gone")
+    for leftover in ("predictions/gone.npy", "predictions/old model.npy"):
         (workdir / leftover).unlink()
     assert run_module(workdir, "plot").returncode == 0
 

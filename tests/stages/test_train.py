@@ -1,10 +1,14 @@
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
-from tests.helpers import ROOT, default_params, run_module, write_params
+from tests.helpers import ROOT, default_params, run_module, stage_env, write_params
 
 
 def test_train_linear_logs_every_n_epochs_and_final_w_and_b(workdir):
@@ -19,8 +23,11 @@ def test_train_linear_logs_every_n_epochs_and_final_w_and_b(workdir):
     card = json.loads((workdir / "models" / "linear.json").read_text())
     assert card["coefficients"]["x"] == float(saved["state_dict"]["weight"][0])
     assert len(np.load(workdir / "predictions" / "linear.npy")) == 10
-    loss_lines = (workdir / "plots" / "loss" / "linear.csv").read_text().splitlines()
-    assert loss_lines[0] == "epoch,loss" and len(loss_lines) == 1001
+    # every epoch's loss through DVCLive, and its summary of the last
+    loss_lines = (workdir / "dvclive" / "linear" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
+    assert loss_lines[0] == "step\tloss" and loss_lines[1].startswith("1\t") and len(loss_lines) == 1001
+    summary = json.loads((workdir / "dvclive" / "linear" / "metrics.json").read_text())
+    assert summary == {"train": {"loss": float(loss_lines[-1].split("\t")[1])}, "step": 1000}
 
 
 def test_train_mlp_prints_and_writes_its_summary(workdir):
@@ -135,9 +142,9 @@ def test_early_stopping_saves_the_epoch_with_the_lowest_validation_loss(workdir)
     assert "train@mlp: 48 rows (and 16 held out for validation) x 1 feature(s)" in train_log
     assert ", validation loss " in train_log and "train@mlp: early stopping kept epoch " in train_log
 
-    lines = (workdir / "plots" / "loss" / "mlp.csv").read_text().splitlines()
-    assert lines[0] == "epoch,loss,validation_loss"
-    validation = [float(line.split(",")[2]) for line in lines[1:]]
+    lines = (workdir / "dvclive" / "mlp" / "plots" / "metrics" / "validation" / "loss.tsv").read_text().splitlines()
+    assert lines[0] == "step\tloss"
+    validation = [float(line.split("\t")[1]) for line in lines[1:]]
     card = json.loads((workdir / "models" / "mlp.json").read_text())["early_stopping"]
     assert card["stopped_epoch"] == len(validation) < 1000 and card["validation_rows"] == 16
     assert card["best_epoch"] == 1 + validation.index(min(validation))
@@ -206,7 +213,8 @@ def test_torchs_default_init_stalling_on_the_plateau_table_warns(workdir):
     warnings = stall_warnings(result.stderr)
     assert len(warnings) == 1 and "over the last 20 of 100 epochs" in warnings[0], result.stderr
     assert "models.mlp.init: auto (now torch)" in warnings[0] and "data.standardize: true" in warnings[0]
-    losses = [float(row.split(",")[1]) for row in (workdir / "plots" / "loss" / "mlp.csv").read_text().split()[1:]]
+    history = workdir / "dvclive" / "mlp" / "plots" / "metrics" / "train" / "loss.tsv"
+    losses = [float(row.split("\t")[1]) for row in history.read_text().splitlines()[1:]]
     assert 0.05 < losses[-1] < 0.2  # on the plateau: far below the first epochs, far above the noise
 
 
@@ -237,3 +245,25 @@ def test_the_diabetes_runs_give_no_stall_warning(workdir, mlp):
     assert run_module(workdir, "prepare").returncode == 0
     result = run_module(workdir, "train", "mlp")
     assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+
+
+def test_the_dvclive_loss_file_grows_while_training_runs_and_an_interrupted_run_leaves_none(workdir):
+    params = default_params()
+    params["models"]["mlp"].update(epochs=10_000_000)  # minutes: stopped below once rows have been written
+    write_params(workdir, params)
+    assert run_module(workdir, "prepare").returncode == 0
+    history = workdir / "dvclive" / "mlp" / "plots" / "metrics" / "train" / "loss.tsv"
+    process = subprocess.Popen([sys.executable, "-m", "stages.train", "mlp"], cwd=workdir, env=stage_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not history.exists() or len(history.read_text().splitlines()) < 3):
+            time.sleep(0.05)
+        rows = history.read_text().splitlines()
+        assert process.poll() is None and rows[:2] == ["step\tloss", rows[1]] and rows[1].startswith("1\t")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and stderr.startswith("error: interrupted"), stderr
+    assert not (workdir / "dvclive" / "mlp").exists() and not (workdir / "models" / "mlp.pt").exists()

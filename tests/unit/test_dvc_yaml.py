@@ -58,11 +58,12 @@ def test_dvc_yaml_declares_the_outputs_stages_paths_defines():
     assert outputs_of("prepare") == {str(paths.PREPARED_DIR)}
     assert outputs_of("train") == {
         str(f("NAME"))
-        for f in (paths.model_file, paths.model_card, paths.model_summary, paths.predictions_file, paths.loss_file)
-    }
+        for f in (paths.model_file, paths.model_card, paths.model_summary, paths.predictions_file, paths.live_summary,
+                  paths.live_plots)
+    }  # fmt: skip
     assert outputs_of("evaluate") == {str(paths.metrics_file("NAME")), str(paths.predicted_file("NAME"))}
     assert outputs_of("plot") == {str(paths.FIT_FIGURE), str(paths.PREDICTED_FIGURE), str(paths.LOSSES_FILE)}
-    assert {str(paths.PREDICTIONS_DIR), str(paths.LOSS_DIR)} <= set(stage_definitions()["plot"]["deps"])
+    assert {str(paths.PREDICTIONS_DIR), str(paths.LIVE_DIR)} <= set(stage_definitions()["plot"]["deps"])
 
 
 def test_every_stage_can_be_restored_from_the_run_cache():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stages.plot import density, draw, leftover_files, overlay_losses
+from stages.plot import density, draw, leftover_files, overlay_losses, read_losses
 from stages.prepared import Split
 from tests.unit.seed_models import X_SEED, Y_SEED
 
@@ -29,13 +29,35 @@ def test_density_of_constant_predictions_is_one_row_of_bins():
 
 
 def test_overlay_puts_every_models_losses_in_one_long_table_in_params_order():
-    losses = {"mlp": "epoch,loss\n1,5.0\n2,4.0\n", "linear": "epoch,loss\n1,3.0\n"}
+    losses = {"mlp": {"epoch": ["1", "2"], "loss": ["5.0", "4.0"]}, "linear": {"epoch": ["1"], "loss": ["3.0"]}}
     assert overlay_losses(losses) == "model,epoch,loss\nmlp,1,5.0\nmlp,2,4.0\nlinear,1,3.0\n"
 
 
 def test_overlay_leaves_a_column_one_model_lacks_empty():
-    losses = {"a": "epoch,loss,validation_loss\n1,5.0,6.0\n", "b": "epoch,loss\n1,3.0\n"}
+    losses = {
+        "a": {"epoch": ["1"], "loss": ["5.0"], "validation_loss": ["6.0"]},
+        "b": {"epoch": ["1"], "loss": ["3.0"]},
+    }
     assert overlay_losses(losses).splitlines() == ["model,epoch,loss,validation_loss", "a,1,5.0,6.0", "b,1,3.0,"]
+
+
+def test_overlay_keeps_every_epoch_up_to_the_limit_then_every_kth_and_the_last():
+    epochs = [str(i) for i in range(1, 5002)]
+    long = overlay_losses({"m": {"epoch": epochs, "loss": epochs}}, limit=2000).splitlines()
+    assert long[1] == "m,1,1" and long[2] == "m,4,4" and long[-1] == "m,5001,5001" and len(long) == 1 + 1668
+
+
+def test_losses_are_read_from_what_dvclive_wrote(tmp_path, monkeypatch):
+    from dvclive import Live
+
+    monkeypatch.chdir(tmp_path)
+    live = Live("dvclive/m", dvcyaml=False, save_dvc_exp=False, report=None)
+    for epoch, (loss, validation) in enumerate([(0.5, 0.7), (0.25, 0.375)], start=1):
+        live.step = epoch
+        live.log_metric("train/loss", loss)
+        live.log_metric("validation/loss", validation)
+    live.end()
+    assert read_losses("m") == {"epoch": ["1", "2"], "loss": ["0.5", "0.25"], "validation_loss": ["0.7", "0.375"]}
 
 
 def test_draw_gives_the_same_png_bytes_twice_without_the_software_tag():
@@ -52,10 +74,9 @@ def test_draw_gives_the_same_png_bytes_twice_without_the_software_tag():
 
 def test_leftovers_are_the_files_of_models_no_longer_in_params(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for folder, suffix in (("predictions", "npy"), ("plots/loss", "csv")):
-        (tmp_path / folder).mkdir(parents=True)
-        for name in ("linear", "gone"):
-            (tmp_path / folder / f"{name}.{suffix}").write_text("")
+    for name in ("linear", "gone"):
+        (tmp_path / "dvclive" / name).mkdir(parents=True)
+        (tmp_path / "predictions").mkdir(exist_ok=True)
+        (tmp_path / "predictions" / f"{name}.npy").write_text("")
     (tmp_path / "predictions" / ".gitignore").write_text("/linear.npy\n")
-    assert [str(p) for p in leftover_files(["linear"])] == ["plots/loss/gone.csv", "predictions/gone.npy"]
-    assert leftover_files(["linear", "gone"]) == []
+    assert [str(p) for p in leftover_files(["linear"])] == ["dvclive/gone", "predictions/gone.npy"]

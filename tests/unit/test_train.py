@@ -12,7 +12,7 @@ import torch
 
 from stages.params import ModelSpec, TrainParams
 from stages.prepared import Scaling, Split
-from stages.train import EpochLog, coefficient_lines, fit_model, loss_csv, stall_warning
+from stages.train import EpochLog, coefficient_lines, fit_model, stall_warning
 from tests.unit.seed_models import LINEAR, MLP, X_SEED, Y_SEED, fit_quietly
 
 SEED_SPLIT = Split(("x",), "y", X_SEED, Y_SEED, X_SEED[:0], Y_SEED[:0], None)
@@ -82,12 +82,6 @@ def test_coefficient_lines_log_the_first_20_weights_and_say_where_the_rest_are()
     lines = coefficient_lines("m", coefficients)
     assert lines[0] == "train@m: final w (f0): 0.000" and lines[19] == "train@m: final w (f19): 1.900"
     assert lines[20:] == ["train@m: ... and 5 more weights in models/m.json", "train@m: final b (intercept): 3.000"]
-
-
-def test_loss_csv_keeps_every_epoch_up_to_the_limit_then_every_kth_and_the_last():
-    assert loss_csv([3.0, 2.0, 1.5]) == "epoch,loss\n1,3.0\n2,2.0\n3,1.5\n"
-    long = loss_csv([float(i) for i in range(5001)], limit=2000).splitlines()
-    assert long[1] == "1,0.0" and long[2] == "4,3.0" and long[-1] == "5001,5000.0" and len(long) == 1 + 1668
 
 
 STALLING = ModelSpec(name="mlp", kind="mlp", lr=0.01, epochs=5, hidden=(10,), batch_size=1024, init="torch")
