@@ -76,6 +76,10 @@ def score(y_train: np.ndarray, y_test: np.ndarray, predictions: np.ndarray, card
             metrics["train"]["mse"], card["least_squares_mse"], actual["train"]
         )
         metrics["coefficients"] = card["coefficients"]
+        if "coefficients_standardized" in card:  # per standard deviation of the feature, in the target's
+            metrics["coefficients_standardized"] = card["coefficients_standardized"]
+    if "importance" in card:  # permutation importance, per column of the CSV (train wrote it)
+        metrics["importance"] = card["importance"]
     return metrics, predicted_csv(actual, predicted)
 
 

@@ -122,6 +122,30 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 @contextlib.contextmanager
+def written_in_place(path: str | Path) -> Iterator[Path]:
+    """A folder that the block writes where it belongs as it goes (a log others follow while it grows):
+    what was there before waits beside it (`.<name>.<random>.tmp`) and comes back if the block fails or is
+    interrupted, so a run that did not finish changes nothing; on success it is deleted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    before = None
+    if path.exists():
+        before = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=TEMPORARY_SUFFIX))
+        os.replace(path, before / path.name)
+    try:
+        yield path
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        if before is not None:
+            os.replace(before / path.name, path)
+        raise
+    finally:
+        if before is not None:
+            shutil.rmtree(before, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Fill a temporary folder next to `path`; swap it into place only if the block succeeds. OSErrors
     about the folder's files become a UserError naming `path`, as in atomic_open."""

@@ -13,8 +13,10 @@ PLOTS_DIR = Path("plots")
 LIVE_DIR = Path("dvclive")  # train: <model>/, DVCLive's log of each epoch's loss, written as training runs
 PREDICTED_DIR = PLOTS_DIR / "predicted"  # evaluate: <model>.csv, predicted against actual (a sample)
 LOSSES_FILE = PLOTS_DIR / "losses.csv"  # plot: every model's loss per epoch, for the overlay chart
-FIT_FIGURE = PLOTS_DIR / "fit.png"  # plot
+FIT_FIGURE = PLOTS_DIR / "fit.png"  # plot: the fitted curves (one feature), else the top column's dependence
 PREDICTED_FIGURE = PLOTS_DIR / "predicted_vs_actual.png"  # plot
+RESIDUALS_FIGURE = PLOTS_DIR / "residuals.png"  # plot
+IMPORTANCE_FIGURE = PLOTS_DIR / "importance.png"  # plot
 
 
 def model_file(name: str) -> Path:
@@ -31,6 +33,11 @@ def model_summary(name: str) -> Path:
 
 def predictions_file(name: str) -> Path:
     return PREDICTIONS_DIR / f"{name}.npy"
+
+
+def importance_file(name: str) -> Path:
+    """train: which columns the model uses (permutation importance, partial dependence), for plot."""
+    return PREDICTIONS_DIR / f"{name}.importance.json"
 
 
 def live_dir(name: str) -> Path:

@@ -97,6 +97,11 @@ class Split:
     y_test: np.ndarray
     scaling: Scaling | None
     transform: dict | None = None  # stages/columns.py's Transform.to_dict(), where the table needed one
+    feature_columns: tuple[str, ...] | None = None  # the raw column each feature comes from (None: itself)
+
+    def columns_of_features(self) -> tuple[str, ...]:
+        """The raw column each encoded feature comes from, in the features' order."""
+        return self.feature_columns or self.features
 
 
 # Rows are assigned to the splits in groups of this many consecutive rows, each group drawing its own
@@ -204,6 +209,29 @@ def feature_ranges(X: np.ndarray | Encoded, block_rows: int = 1 << 16) -> tuple[
     return low.tolist(), high.tolist()
 
 
+def feature_std(X: np.ndarray | Encoded, block_rows: int = 1 << 16) -> np.ndarray:
+    """The population standard deviation of every feature over the rows (one-hot ones from their counts),
+    merged block by block (Moments)."""
+    dense = X.dense if isinstance(X, Encoded) else X
+    moments: list[Moments] | None = None
+    for start in range(0, len(dense), block_rows):
+        block = np.asarray(dense[start : start + block_rows], dtype=np.float64)
+        parts = [Moments(np.ascontiguousarray(block[:, j])) for j in range(block.shape[1])]
+        release(dense[start : start + block_rows])
+        if moments is None:
+            moments = parts
+        else:
+            for total, part in zip(moments, parts, strict=True):
+                total.merge(part)
+    stds = [part.std for part in moments or []]
+    if isinstance(X, Encoded):
+        for j, width in enumerate(X.widths):
+            codes = np.asarray(X.codes[:, j])
+            p = np.bincount(codes[codes >= 0], minlength=width)[:width] / max(len(codes), 1)
+            stds += np.sqrt(p * (1 - p)).tolist()
+    return np.asarray(stds)
+
+
 def sample_rows(n_rows: int, limit: int, seed: int = 0) -> np.ndarray:
     """Indices of at most `limit` rows, in order: all of them, or a seeded random sample (for plots)."""
     if n_rows <= limit:
@@ -278,6 +306,7 @@ def write_meta(
     transform: dict | None = None,
     n_target_missing: int = 0,
     one_hot_widths: list[int] | None = None,
+    feature_columns: list[str] | None = None,
 ) -> None:
     """meta.json; `transform` (stages/columns.py) and the count of rows left out for a missing target only
     where the table needed them, so a table of plain numbers keeps the bytes it always had; the widths of
@@ -291,6 +320,8 @@ def write_meta(
     }
     if transform is not None:
         meta.update(transform=transform, n_target_missing=int(n_target_missing))
+    if feature_columns is not None:
+        meta["feature_columns"] = list(feature_columns)
     if one_hot_widths:
         meta["one_hot_widths"] = [int(width) for width in one_hot_widths]
     text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"
@@ -370,5 +401,7 @@ def read_split(folder: str | Path = PREPARED_DIR, mmap: bool = False) -> Split:
         for part in ("train", "test"):
             arrays[f"X_{part}"] = Encoded(arrays[f"X_{part}"], arrays.pop(f"C_{part}"), widths)
     scaling = Scaling.from_dict(meta["scaling"]) if meta["scaling"] else None
+    columns = meta.get("feature_columns")
     return Split(features=tuple(meta["features"]), target=meta["target"], scaling=scaling,
-                 transform=meta.get("transform"), **arrays)  # fmt: skip
+                 transform=meta.get("transform"), feature_columns=tuple(columns) if columns else None,
+                 **arrays)  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ import numpy as np
 
 from stages import distributed, paths
 from stages.errors import UserError, run_stage
-from stages.io import atomic_open, write_bytes, write_json, write_text
+from stages.io import atomic_open, write_bytes, write_json, write_text, written_in_place
 from stages.params import ModelSpec, TrainParams, load_params
 from stages.paths import PREPARED_DIR
 from stages.prepared import Split, feature_ranges, read_split, seeded_split
@@ -154,7 +153,7 @@ def fit_model(
     validation and the weights of its best epoch are kept. `say` gets the summary and the set-up line."""
     import torch
 
-    from stages import models, training
+    from stages import importance, models, training
 
     torch.manual_seed(settings.seed)
     arch = models.architecture(spec, len(split.features), settings.dtype)
@@ -232,7 +231,19 @@ def fit_model(
     }
     if spec.kind == "linear":
         card["coefficients"] = models.linear_coefficients(model, split.features, split.scaling)
+        card["coefficients_standardized"] = importance.standardized_coefficients(
+            card["coefficients"], split.X_train, split.y_train, split.features
+        )
         card["least_squares_mse"] = least_squares_mse
+    if predictions is not None:  # which columns matter, on a sample of the test rows (rank 0 alone)
+        columns = importance.raw_columns(split)
+        which, X_rows, y_rows = importance.evaluation_rows(split, settings.seed)
+        card["importance"] = {"split": which, "rows": len(y_rows)} | importance.permutation_importance(
+            model, X_rows, y_rows, split.scaling, columns, settings.seed
+        )
+        card["partial_dependence"] = importance.partial_dependence(
+            model, X_rows, split.scaling, columns, card["importance"], split.transform
+        )
     if shard is not None:
         card["distributed"] = {"workers": shard.world}  # the minibatch order depends on the worker count
     if held_out is not None:
@@ -370,15 +381,11 @@ def train_and_write(args, params, spec: ModelSpec, shard) -> None:
     if shard is not None and shard.rank != 0:  # rank 0 reports and writes; the others train
         fit_model(spec, params.train, split, device, say=lambda line: None, shard=shard, collective=collective)
         return
-    live = paths.live_dir(spec.name)
-    try:
+    with written_in_place(paths.live_dir(spec.name)) as live:  # a run that does not end leaves no half a log
         log = EpochLog(spec, params.train.log_every, live)
         trained = fit_model(spec, params.train, split, device, say=lambda line: print(line, flush=True),
                             on_epoch=log, shard=shard, collective=collective)  # fmt: skip
         log.close()
-    except BaseException:  # a run that did not end leaves no half-written log behind
-        shutil.rmtree(live, ignore_errors=True)
-        raise
     if "early_stopping" in trained.card:
         print(early_stopping_line(spec.name, trained.card, spec.epochs))
     warning = stall_warning(spec, trained.losses, split.scaling is not None)
@@ -392,6 +399,9 @@ def train_and_write(args, params, spec: ModelSpec, shard) -> None:
     write_text(paths.model_summary(spec.name), trained.summary)
     with atomic_open(paths.predictions_file(spec.name)) as handle:
         np.save(handle, trained.predictions)
+    write_json(
+        paths.importance_file(spec.name), {key: trained.card[key] for key in ("importance", "partial_dependence")}
+    )
 
 
 if __name__ == "__main__":

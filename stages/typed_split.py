@@ -29,6 +29,7 @@ from stages.csv_input import (
     FastParseRefused,
     cell_as_written,
     cell_hint,
+    check_spread,
     read_cells,
     read_columns,
     row_where,
@@ -451,6 +452,8 @@ def _compact_columns(data, header, scans, blocks, folder, lines) -> list[_Compac
                     continue
             if scan.first_large is not None:
                 _name_bad_cell(path, header, name, scan.first_large + 1, None, has_missing)
+            if scan.missing < len(values):  # differences that vanish when squared, as the numeric stream refuses
+                check_spread(path, name, float(np.nanmin(values)), float(np.nanmax(values)))
             out.append(_Compact(name, kind, scan.missing, values=values))
         elif kind == inferred and scan.coded:
             if kind == "categorical":
@@ -567,6 +570,8 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
         blocks = _cells_blocks(path, header)
         scans, aim, n_read, n_rows = _scan(blocks, features, data.target, work)
     _check_target(data, header, aim, n_read)
+    target = _mapped(work / "target.f8", np.float64)
+    check_spread(path, data.target, float(target.min()), float(target.max()))
     lines: list[str] = []
     compact = _compact_columns(data, header, scans, blocks, work, lines)
     groups = _SplitGroups(n_rows, data)
@@ -610,6 +615,8 @@ def prepare_typed(data: DataParams, header: list[str], features: list[str], fold
     if n_left_out:
         print(f"prepare: {n_left_out} row(s) with no {data.target!r} (the target) left out of training and metrics")
     shutil.rmtree(work)
+    sources = [column.name for column in transform.ordered() for _ in column.features()]
+    sources = sources if sources != names else None  # written where a column gives other features than itself
     write_meta(folder, tuple(names), data.target, n_train, n_rows - n_train, scaling, transform.to_dict(), n_left_out,
-               widths)  # fmt: skip
+               widths, sources)  # fmt: skip
     return n_rows, n_train, n_rows - n_train

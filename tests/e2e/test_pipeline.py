@@ -142,9 +142,9 @@ def test_a_renamed_models_leftover_predictions_are_refused_so_the_lock_reproduce
     assert refused.returncode != 0 and "Running stage 'train@renamed'" in refused.stdout
     names = ", ".join(params["models"])
     assert (
-        f"error: dvclive/extra predictions/extra.npy: not the output of a model in params.yaml ({names}); "
-        "delete them (rm -r dvclive/extra predictions/extra.npy): this stage depends on the whole "
-        "predictions/ and dvclive/ folders"
+        f"error: dvclive/extra predictions/extra.importance.json predictions/extra.npy: not the output of a model "
+        f"in params.yaml ({names}); delete them (rm -r dvclive/extra predictions/extra.importance.json "
+        "predictions/extra.npy): this stage depends on the whole predictions/ and dvclive/ folders"
     ) in refused.stderr
     # The model trained before plot failed stays out of git (DVC takes back the .gitignore entries it wrote
     # during a failed repro, treeverse/dvc#11091; the project's .gitignore covers them by pattern).
@@ -152,6 +152,7 @@ def test_a_renamed_models_leftover_predictions_are_refused_so_the_lock_reproduce
     assert "metrics/renamed.json" in untracked
     assert not [line for line in untracked.splitlines() if line.endswith((".pt", ".npy")) or "prepared" in line]
     (repo / "predictions" / "extra.npy").unlink()
+    (repo / "predictions" / "extra.importance.json").unlink()
     shutil.rmtree(repo / "dvclive" / "extra")
     assert repro(repo) == {"plot"}
     commit(repo, "model extra renamed")

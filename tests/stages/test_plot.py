@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 
@@ -14,10 +15,16 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def trained(workdir, predictions: dict[str, np.ndarray]) -> None:
-    """Prediction files and DVCLive's loss files as train leaves them, for the models named."""
+    """Prediction, importance and DVCLive's loss files as train leaves them, for the models named."""
     (workdir / "predictions").mkdir(parents=True, exist_ok=True)
     for name, values in predictions.items():
         np.save(workdir / "predictions" / f"{name}.npy", np.asarray(values, dtype=np.float64))
+        importance = {"split": "train", "rows": 10, "repeats": 5, "mse": 1.0, "mse_increase": {"x": 2.0},
+                      "mse_increase_std": {"x": 0.5}}  # fmt: skip
+        curve = {"x": {"kind": "numeric", "grid": [1.0, 10.0], "mean": [3.0, 9.0]}}
+        (workdir / "predictions" / f"{name}.importance.json").write_text(
+            json.dumps({"importance": importance, "partial_dependence": curve})
+        )
         losses = workdir / "dvclive" / name / "plots" / "metrics" / "train" / "loss.tsv"
         losses.parent.mkdir(parents=True, exist_ok=True)
         losses.write_text(f"step\tloss\n1\t{len(name)}.5\n2\t0.25\n")
@@ -28,11 +35,15 @@ def test_plot_draws_both_figures_deterministically(workdir):
     trained(workdir, {name: np.arange(1.0, 11.0) * 0.7 + 3 + shift for name, shift in (("linear", 0.0), ("mlp", 0.5))})
     result = run_module(workdir, "plot")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "plot: wrote plots/fit.png, plots/predicted_vs_actual.png and plots/losses.csv\n"
+    assert result.stdout == (
+        "plot: wrote plots/fit.png, plots/predicted_vs_actual.png, plots/residuals.png, plots/importance.png and "
+        "plots/losses.csv\n"
+    )
     assert (workdir / "plots" / "losses.csv").read_text() == (
         "model,epoch,loss\nlinear,1,6.5\nlinear,2,0.25\nmlp,1,3.5\nmlp,2,0.25\n"
     )
-    figures = {name: (workdir / "plots" / name).read_bytes() for name in ("fit.png", "predicted_vs_actual.png")}
+    names = ("fit.png", "predicted_vs_actual.png", "residuals.png", "importance.png")
+    figures = {name: (workdir / "plots" / name).read_bytes() for name in names}
     assert all(data.startswith(PNG_MAGIC) for data in figures.values())
     assert b"Software" not in figures["fit.png"] and b"matplotlib" not in figures["fit.png"]
     assert run_module(workdir, "plot").returncode == 0
@@ -79,14 +90,15 @@ def test_plot_refuses_outputs_of_no_current_model(workdir):
     result = run_module(workdir, "plot")
     assert result.returncode == 2 and not (workdir / "plots" / "fit.png").exists()
     assert result.stderr == (
-        "error: dvclive/gone predictions/gone.npy 'predictions/old model.npy': not the output of a model in "
-        "params.yaml (linear, mlp); delete them (rm -r dvclive/gone predictions/gone.npy 'predictions/old "
-        "model.npy'): this stage depends on the whole predictions/ and dvclive/ folders, so a leftover would make "
-        "dvc.lock differ from a clean checkout\n"
+        "error: dvclive/gone predictions/gone.importance.json predictions/gone.npy 'predictions/old "
+        "model.importance.json' 'predictions/old model.npy': not the output of a model in params.yaml (linear, "
+        "mlp); delete them (rm -r dvclive/gone predictions/gone.importance.json predictions/gone.npy "
+        "'predictions/old model.importance.json' 'predictions/old model.npy'): this stage depends on the whole "
+        "predictions/ and dvclive/ folders, so a leftover would make dvc.lock differ from a clean checkout\n"
     )
     shutil.rmtree(workdir / "dvclive" / "gone")
-    for leftover in ("predictions/gone.npy", "predictions/old model.npy"):
-        (workdir / leftover).unlink()
+    for leftover in ("gone.npy", "gone.importance.json", "old model.npy", "old model.importance.json"):
+        (workdir / "predictions" / leftover).unlink()
     assert run_module(workdir, "plot").returncode == 0
 
 

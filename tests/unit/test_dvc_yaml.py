@@ -58,11 +58,12 @@ def test_dvc_yaml_declares_the_outputs_stages_paths_defines():
     assert outputs_of("prepare") == {str(paths.PREPARED_DIR)}
     assert outputs_of("train") == {
         str(f("NAME"))
-        for f in (paths.model_file, paths.model_card, paths.model_summary, paths.predictions_file, paths.live_summary,
-                  paths.live_plots)
+        for f in (paths.model_file, paths.model_card, paths.model_summary, paths.predictions_file,
+                  paths.importance_file, paths.live_summary, paths.live_plots)
     }  # fmt: skip
     assert outputs_of("evaluate") == {str(paths.metrics_file("NAME")), str(paths.predicted_file("NAME"))}
-    assert outputs_of("plot") == {str(paths.FIT_FIGURE), str(paths.PREDICTED_FIGURE), str(paths.LOSSES_FILE)}
+    figures = (paths.FIT_FIGURE, paths.PREDICTED_FIGURE, paths.RESIDUALS_FIGURE, paths.IMPORTANCE_FIGURE)
+    assert outputs_of("plot") == {*map(str, figures), str(paths.LOSSES_FILE)}
     assert {str(paths.PREDICTIONS_DIR), str(paths.LIVE_DIR)} <= set(stage_definitions()["plot"]["deps"])
 
 

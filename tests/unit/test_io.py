@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from stages.io import atomic_dir, atomic_open, write_json
+from stages.io import atomic_dir, atomic_open, write_json, written_in_place
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -36,3 +36,19 @@ def test_atomic_dir_replaces_the_folder_only_on_success(tmp_path):
             raise RuntimeError("boom")
     assert (target / "a.txt").read_text() == "first"
     assert sorted(os.listdir(tmp_path)) == ["prepared"]
+
+
+def test_a_folder_written_in_place_comes_back_as_it_was_when_the_writer_fails(tmp_path):
+    folder = tmp_path / "log"
+    folder.mkdir()
+    (folder / "old.txt").write_text("old")
+    with pytest.raises(KeyboardInterrupt), written_in_place(folder) as path:
+        path.mkdir()
+        (path / "new.txt").write_text("half")
+        raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.iterdir()] == ["log"] and [p.name for p in folder.iterdir()] == ["old.txt"]
+    with written_in_place(folder) as path:
+        assert not path.exists()  # the block starts from nothing, as under dvc repro
+        path.mkdir()
+        (path / "new.txt").write_text("whole")
+    assert [p.name for p in tmp_path.iterdir()] == ["log"] and [p.name for p in folder.iterdir()] == ["new.txt"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stages import paths
 from stages.plot import density, draw, leftover_files, overlay_losses, read_losses
 from stages.prepared import Split
 from tests.unit.seed_models import X_SEED, Y_SEED
@@ -60,16 +61,40 @@ def test_losses_are_read_from_what_dvclive_wrote(tmp_path, monkeypatch):
     assert read_losses("m") == {"epoch": ["1", "2"], "loss": ["0.5", "0.25"], "validation_loss": ["0.7", "0.375"]}
 
 
+def found(columns: list[str], increase: list[float]) -> dict:
+    """A model's importance and partial dependence as train writes them (predictions/<name>.importance.json)."""
+    return {
+        "importance": {"split": "train", "rows": 10, "repeats": 5, "mse": 1.0,
+                       "mse_increase": dict(zip(columns, increase, strict=True)),
+                       "mse_increase_std": dict.fromkeys(columns, 0.1)},
+        "partial_dependence": {columns[0]: {"kind": "numeric", "grid": [1.0, 2.0], "mean": [3.0, 4.0]}},
+    }  # fmt: skip
+
+
 def test_draw_gives_the_same_png_bytes_twice_without_the_software_tag():
     split = Split(("x",), "y", X_SEED, Y_SEED, X_SEED[:0], Y_SEED[:0], None)
     predictions = {"linear": X_SEED[:, 0] * 0.7 + 3, "mlp": X_SEED[:, 0] * 0.7 + 3.5}
-    fit, predicted = draw(split, predictions)
-    assert fit.startswith(PNG_MAGIC) and predicted.startswith(PNG_MAGIC) and fit != predicted
-    assert b"Software" not in fit and b"matplotlib" not in fit
-    assert draw(split, predictions) == (fit, predicted)
+    importance = {"linear": found(["x"], [8.0]), "mlp": found(["x"], [7.0])}
+    figures = draw(split, predictions, importance)
+    assert set(figures) == {paths.FIT_FIGURE, paths.PREDICTED_FIGURE, paths.RESIDUALS_FIGURE, paths.IMPORTANCE_FIGURE}
+    assert all(data.startswith(PNG_MAGIC) for data in figures.values()) and len(set(figures.values())) == 4
+    assert all(b"Software" not in data and b"matplotlib" not in data for data in figures.values())
+    assert draw(split, predictions, importance) == figures
     several = Split(("x", "z"), "y", np.column_stack([X_SEED, X_SEED]), Y_SEED, np.zeros((0, 2)), Y_SEED[:0], None)
-    fit, predicted = draw(several, predictions)
-    assert fit == predicted  # no curve to draw over two features: the fit figure is predicted vs actual
+    importance = {name: found(["z", "x"], [5.0, 1.0]) for name in predictions}
+    drawn = draw(several, predictions, importance)
+    # no curve to draw over two features: the partial dependence on the most important column instead
+    assert (
+        drawn[paths.FIT_FIGURE] != figures[paths.FIT_FIGURE]
+        and drawn[paths.FIT_FIGURE] != drawn[paths.PREDICTED_FIGURE]
+    )
+
+
+def test_a_dollar_in_a_column_name_is_drawn_as_it_is_not_as_mathtext():
+    names = ("cost_$_per_$_unit",)
+    split = Split(names, "price $", X_SEED, Y_SEED, X_SEED[:0], Y_SEED[:0], None)
+    figures = draw(split, {"linear": X_SEED[:, 0]}, {"linear": found(list(names), [1.0])})
+    assert all(data.startswith(PNG_MAGIC) for data in figures.values())
 
 
 def test_leftovers_are_the_files_of_models_no_longer_in_params(tmp_path, monkeypatch):
