@@ -51,8 +51,8 @@ format: $(STAMP) ## Format the code with ruff (what make lint checks)
 check-repro: $(STAMP) ## Reproduce and fail if dvc.lock or any output differs from the commit (TOL=1e-6)
 	TOL=$(TOL) $(BIN)/python .ci/check_repro.py
 
-exp-show: $(STAMP) ## dvc exp show: each model's MSE per split (validation too) and its lr, epochs, weight_decay
-	$(BIN)/dvc exp show --md --drop '.*' --keep 'Experiment|(.*:)?(train|validation|test)\.mse$$|models\.[^.]+\.(lr|epochs|weight_decay)$$'
+exp-show: $(STAMP) ## dvc exp show: each model's MSE per split and every param that differs among the experiments (ARGS=-A ...)
+	$(BIN)/python .ci/exp_show.py $(ARGS)
 
 report: $(STAMP) ## Write report.md: params, metrics and plots against BASE (default HEAD~1)
 	$(BIN)/python .ci/report.py $(BASE)

@@ -136,15 +136,18 @@ def test_remote_round_trip_and_a_new_data_version(repo, tmp_path):
     assert "Data and pipelines are up to date." in sh(clone, "dvc", "status").stdout
 
 
-def test_weight_decay_and_early_stopping_through_exp_run_a_queue_and_exp_show(repo):
+def test_weight_decay_and_a_queued_grid_over_hidden_and_patience_show_in_exp_show(repo):
     sh(repo, "dvc", "exp", "run", "-S", "models.mlp.weight_decay=0.01")
     assert "weight_decay: 0.01" in (repo / "params.yaml").read_text()
-    stopping = "+models.mlp.early_stopping={validation_fraction: 0.2, patience: 20}"
-    for weight_decay in ("0.0", "0.1"):
-        sh(repo, "dvc", "exp", "run", "--queue", "-S", f"models.mlp.weight_decay={weight_decay}", "-S", stopping)
+    grid = ["-S", "models.mlp.hidden=choice([8],[16])", "-S", "+models.mlp.early_stopping.validation_fraction=0.2",
+            "-S", "+models.mlp.early_stopping.patience=10,20", "-S", "models.mlp.epochs=100"]  # fmt: skip
+    sh(repo, "dvc", "exp", "run", "--queue", *grid)
     sh(repo, "dvc", "exp", "run", "--run-all")
     shown = sh(repo, *MAKE, "exp-show").stdout
-    assert "validation.mse" in shown and "models.mlp.weight_decay" in shown
+    header = next(line for line in shown.splitlines() if line.startswith("| Experiment"))
+    for column in ("validation.mse", "models.mlp.hidden", "models.mlp.early_stopping.patience", "weight_decay"):
+        assert column in header, header
+    assert "models.mlp.lr" not in header and "models.mlp.activation" not in header  # the same in every row
     table = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
     runs = [exp for entry in table for group in entry.get("experiments") or [] for exp in group["revs"]]
     validation = {}
@@ -152,8 +155,9 @@ def test_weight_decay_and_early_stopping_through_exp_run_a_queue_and_exp_show(re
         data = run["data"]
         mlp = data["params"]["params.yaml"]["data"]["models"]["mlp"]
         if "early_stopping" in mlp:
-            validation[mlp["weight_decay"]] = data["metrics"]["metrics/mlp.json"]["data"]["validation"]["mse"]
-    assert set(validation) == {0.0, 0.1}
+            key = (tuple(mlp["hidden"]), mlp["early_stopping"]["patience"])
+            validation[key] = data["metrics"]["metrics/mlp.json"]["data"]["validation"]["mse"]
+    assert set(validation) == {((8,), 10), ((8,), 20), ((16,), 10), ((16,), 20)}
     sh(repo, "dvc", "exp", "remove", "--all-commits", "-A", check=False)
     sh(repo, "git", "checkout", "--", ".")
     sh(repo, "dvc", "checkout", "--force", "-q")
