@@ -54,8 +54,8 @@ check-repro: $(STAMP) ## Reproduce and fail if dvc.lock or any output differs fr
 exp-show: $(STAMP) ## dvc exp show: each model's MSE per split and every param that differs among the experiments (ARGS=-A ...)
 	$(BIN)/python .ci/exp_show.py $(ARGS)
 
-report: $(STAMP) ## Write report.md: params, metrics and plots against BASE (default HEAD~1)
-	$(BIN)/python .ci/report.py $(BASE)
+report: $(STAMP) ## Write report.md: params, metrics and plots against BASE (default HEAD~1; FIGURES_URL= links the figures)
+	$(BIN)/python .ci/report.py $(BASE) $(if $(FIGURES_URL),--figures-url '$(FIGURES_URL)')
 
 bench: bench-reference bench-scale bench-mlp bench-tables bench-distributed ## Run the benchmarks (never part of make test)
 

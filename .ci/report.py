@@ -1,14 +1,17 @@
 """Write report.md: what changed against BASE, ready to paste into a pull request.
 
-    python .ci/report.py BASE        (make report BASE=<rev>; default HEAD~1)
+    python .ci/report.py BASE [--figures-url URL]   (make report BASE=<rev> [FIGURES_URL=...]; default HEAD~1)
 
 Holds the `dvc params diff --md` and `dvc metrics diff --md` tables against BASE, and the figures of both
 revisions side by side; `dvc plots diff` writes every plot (loss curves, predicted vs actual, figures)
-of both revisions into report/index.html, whose PNG copies report.md shows.
+of both revisions into report/index.html (it draws offline: .dvc/plots/offline.html), whose PNG copies
+report.md shows. With --figures-url (CI: the workflow run, whose artifact holds report/), report.md names
+the figures and links there instead, so a pull-request comment needs no image uploaded anywhere.
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -25,6 +28,14 @@ def dvc(*args: str) -> str:
     return result.stdout.strip()
 
 
+def figures_linked(url: str) -> list[str]:
+    """The figures' names, and where to see them (a workflow run's artifact)."""
+    names = sorted(path.name[len("workspace_") :] for path in (PLOTS_DIR / "static").glob("workspace_*.png"))
+    listed = ", ".join(f"`{name.replace('_', '/', 1)}`" for name in names) or "(no figure in this revision)"
+    return [f"Both revisions' figures ({listed}) and every chart (`{PLOTS_DIR}/index.html`) are in the "
+            f"`pipeline-report` artifact of [this workflow run]({url})."]  # fmt: skip
+
+
 def figures_side_by_side(base: str) -> list[str]:
     """A markdown table row per PNG figure: BASE's version beside the workspace's."""
     static = PLOTS_DIR / "static"
@@ -39,7 +50,11 @@ def figures_side_by_side(base: str) -> list[str]:
 
 
 def main() -> int:
-    base = sys.argv[1] if len(sys.argv) > 1 else "HEAD~1"
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("base", nargs="?", default="HEAD~1", help="the revision to compare with (default: HEAD~1)")
+    parser.add_argument("--figures-url", help="link the figures here instead of showing them")
+    args = parser.parse_args()
+    base = args.base
     if (
         subprocess.run(
             ["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], capture_output=True
@@ -65,7 +80,7 @@ def main() -> int:
         "",
         "## Figures",
         "",
-        *figures_side_by_side(base),
+        *(figures_linked(args.figures_url) if args.figures_url else figures_side_by_side(base)),
         "",
         f"Every plot of both revisions, loss curves and predicted-vs-actual included: `{PLOTS_DIR}/index.html`.",
         "",

@@ -104,6 +104,12 @@ def test_make_report_writes_both_tables_and_the_figures_of_both_revisions(repo):
     assert (repo / "report" / "static" / "workspace_plots_fit.png").exists()
     assert (repo / "report" / "index.html").exists()
     assert sh(repo, "git", "status", "--porcelain").stdout == ""  # report files are ignored
+    # CI's comment: the figures linked to the workflow run's artifact, no image for anything to upload
+    run = "https://github.example/o/r/actions/runs/7"
+    sh(repo, *MAKE, "report", "BASE=HEAD~1", f"FIGURES_URL={run}")
+    linked = (repo / "report.md").read_text()
+    assert "![" not in linked and f"[this workflow run]({run})" in linked and "`plots/fit.png`" in linked
+    assert "| params.yaml | models.mlp.lr | 0.01     | 0.02        |" in linked
 
 
 def test_remote_round_trip_and_a_new_data_version(repo, tmp_path):
