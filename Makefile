@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test test-fast lint format check-repro exp-show report bench bench-reference bench-scale bench-mlp bench-tables bench-distributed clean
+.PHONY: help venv browser repro test test-fast lint format check-repro exp-show report offline-charts bench bench-reference bench-scale bench-mlp bench-tables bench-distributed clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,13 +25,20 @@ $(STAMP): requirements.lock requirements.txt
 
 venv: $(STAMP) ## Create or refresh .venv from requirements.lock
 
+BROWSERS := chromium chromium-browser google-chrome google-chrome-stable
+browser: ## Install Debian's chromium (apt-get, as root or through sudo) unless a Chromium or Chrome is there: the offline-chart test draws in it
+	@for b in $(BROWSERS); do command -v $$b >/dev/null && exit 0; done; \
+	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	$$sudo apt-get install -y -q --no-install-recommends chromium >/dev/null \
+	  || { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q --no-install-recommends chromium >/dev/null; }
+
 repro: $(STAMP) ## Run the pipeline (dvc repro), and record every stage in DVC's run-cache
 	$(BIN)/dvc repro
 	@# DVC records a stage in its run-cache when it runs it. A fresh clone finds evaluate and plot up to date
 	@# (their outputs are in git), so they are recorded here: going back to these params later restores them.
 	$(BIN)/dvc commit --force --quiet
 
-test: $(STAMP) ## Run the whole test suite, slow end-to-end tests included
+test: $(STAMP) browser ## Run the whole test suite, slow end-to-end tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Run the tests, skipping the slow end-to-end ones
@@ -53,6 +60,9 @@ check-repro: $(STAMP) ## Reproduce and fail if dvc.lock or any output differs fr
 
 exp-show: $(STAMP) ## dvc exp show: each model's MSE per split and every param that differs among the experiments (ARGS=-A ...)
 	$(BIN)/python .ci/exp_show.py $(ARGS)
+
+offline-charts: $(STAMP) ## Rebuild .dvc/plots/offline.html (the chart page with vega inside) from the pinned npm packages
+	$(BIN)/python .ci/offline_charts.py
 
 report: $(STAMP) ## Write report.md: params, metrics and plots against BASE (default HEAD~1; FIGURES_URL= links the figures)
 	$(BIN)/python .ci/report.py $(BASE) $(if $(FIGURES_URL),--figures-url '$(FIGURES_URL)')

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from dvc_render.html import PAGE_HTML
 
 from tests.helpers import clone_project, commit, repro, set_param, sh
 
@@ -167,3 +170,45 @@ def test_weight_decay_and_a_queued_grid_over_hidden_and_patience_show_in_exp_sho
     sh(repo, "dvc", "exp", "remove", "--all-commits", "-A", check=False)
     sh(repo, "git", "checkout", "--", ".")
     sh(repo, "dvc", "checkout", "--force", "-q")
+
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def drawn_charts(page: Path, profile: Path) -> int:
+    """How many charts headless Chromium draws (<canvas> elements, vega-embed's renderer) on the page, with
+    every network request failing: no host resolves and every connection goes to a dead proxy."""
+    browser = next(filter(None, map(shutil.which, BROWSERS)), None)
+    assert browser, "no headless browser for this test: `make browser` installs Debian's chromium"
+    offline = [
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--proxy-server=http://127.0.0.1:9",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", *offline, f"--user-data-dir={profile}",
+         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    return dom.count("<canvas")
+
+
+def test_dvc_plots_show_and_diff_draw_every_chart_with_no_network(repo, tmp_path):
+    default = tmp_path / "cdn.html"  # DVC's own page, which loads vega from a CDN: the control
+    default.write_text(PAGE_HTML)
+    pages = {}
+    for name, command in (("show", ["show"]), ("diff", ["diff", "HEAD"]),
+                          ("cdn", ["show", "--html-template", str(default)])):  # fmt: skip
+        sh(repo, "dvc", "plots", *command, "-o", str(tmp_path / name))
+        pages[name] = tmp_path / name / "index.html"
+    for name in ("show", "diff"):
+        html = pages[name].read_text()
+        assert not re.search(r"<script[^>]*\bsrc\s*=\s*[\"']?https?:", html), name
+        charts = html.count("vegaEmbed(")
+        assert charts >= 5 and drawn_charts(pages[name], tmp_path / f"profile-{name}") == charts, name
+    assert re.search(r"<script src=\"https://", pages["cdn"].read_text())
+    assert drawn_charts(pages["cdn"], tmp_path / "profile-cdn") == 0  # what offline users saw before
