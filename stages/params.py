@@ -109,6 +109,7 @@ class Params:
     train: TrainParams
     models: dict[str, ModelSpec]
     source: str = PARAMS_FILE  # the file these came from, for messages
+    export: tuple[str, ...] = ()  # models that export@<model> writes as ONNX (docs/serving.md)
 
     def model(self, name: str) -> ModelSpec:
         """The spec of one model, or a UserError listing the models there are."""
@@ -418,7 +419,7 @@ def parse_params(raw: Any, source: str | Path = PARAMS_FILE) -> Params:
 def _parse(raw: Any, source: str) -> Params:
     if not isinstance(raw, Mapping):
         raise ParamsError(f"the file must hold a mapping with data, train and models, got {_describe(raw)}")
-    _reject_unknown(raw, ("data", "train", "models"), "")
+    _reject_unknown(raw, ("data", "train", "models", "export"), "")
     data_raw = _section(raw, "data")
     _reject_unknown(data_raw, DATA_FIELDS, "data.")
     _require(data_raw, DATA_REQUIRED, "data.")
@@ -442,7 +443,22 @@ def _parse(raw: Any, source: str) -> Params:
         )
     models = {name: _model_spec(name, spec) for name, spec in models_raw.items()}
     _check_distributed(train, models)
-    return Params(data=data, train=train, models=models, source=source)
+    return Params(data=data, train=train, models=models, source=source, export=_export(raw.get("export"), models))
+
+
+def _export(value: Any, models: Mapping[str, ModelSpec]) -> tuple[str, ...]:
+    """export: the models to write as ONNX, a list of names under models (absent or []: none)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ParamsError(f"export must be a list of model names, e.g. export: [mlp], got {_describe(value)}")
+    for name in value:
+        if name not in models:
+            raise ParamsError(f"export names {name!r}, which is not a model under models; known: "
+                              f"{', '.join(models)}")  # fmt: skip
+    if len(set(value)) < len(value):
+        raise ParamsError(f"export lists a model twice: {value}; list each once")
+    return tuple(value)
 
 
 INT_TAG = "tag:yaml.org,2002:int"

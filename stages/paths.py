@@ -27,6 +27,14 @@ def model_card(name: str) -> Path:
     return MODELS_DIR / f"{name}.json"
 
 
+def onnx_file(name: str) -> Path:
+    return MODELS_DIR / f"{name}.onnx"  # export: the model and the transform of the raw columns
+
+
+def serving_file(name: str) -> Path:
+    return MODELS_DIR / f"{name}.serving.md"  # export: the ONNX graph's inputs table
+
+
 def model_summary(name: str) -> Path:
     return MODELS_DIR / f"{name}.summary.txt"
 

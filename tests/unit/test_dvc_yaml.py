@@ -51,7 +51,8 @@ def test_the_closure_follows_imports_inside_functions_and_through_other_modules(
 
 def outputs_of(name: str, model: str = "NAME") -> set[str]:
     stage = stage_definitions()[name]
-    return {path.replace("${key}", model) for path in declared_paths(stage, "outs", "metrics", "plots")}
+    paths_ = declared_paths(stage, "outs", "metrics", "plots")
+    return {path.replace("${key}", model).replace("${item}", model) for path in paths_}
 
 
 def test_dvc_yaml_declares_the_outputs_stages_paths_defines():
@@ -61,6 +62,7 @@ def test_dvc_yaml_declares_the_outputs_stages_paths_defines():
         for f in (paths.model_file, paths.model_card, paths.model_summary, paths.predictions_file,
                   paths.importance_file, paths.live_summary, paths.live_plots)
     }  # fmt: skip
+    assert outputs_of("export") == {str(paths.onnx_file("NAME")), str(paths.serving_file("NAME"))}
     assert outputs_of("evaluate") == {str(paths.metrics_file("NAME")), str(paths.predicted_file("NAME"))}
     figures = (paths.FIT_FIGURE, paths.PREDICTED_FIGURE, paths.RESIDUALS_FIGURE, paths.IMPORTANCE_FIGURE)
     assert outputs_of("plot") == {*map(str, figures), str(paths.LOSSES_FILE)}
