@@ -312,8 +312,14 @@ def leftover_files(models: list[str]) -> list[Path]:
         for folder in (paths.PREDICTIONS_DIR, paths.LIVE_DIR)
         if folder.is_dir()
         for path in folder.iterdir()
-        if path.name != ".gitignore" and path not in expected
+        if path.name != ".gitignore" and path not in expected and _holds_files(path)
     )
+
+
+def _holds_files(path: Path) -> bool:
+    """A file, or a folder with a file somewhere in it: DVC hashes no empty folder (`dvc checkout` leaves
+    the folders of the outputs it takes away)."""
+    return not path.is_dir() or any(p.is_file() for p in path.rglob("*"))
 
 
 def _load_train_output(path: Path, model: str, load):

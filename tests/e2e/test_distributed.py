@@ -200,8 +200,9 @@ def test_lbfgs_and_early_stopping_train_on_the_workers_as_in_one_process(project
     assert 1 <= stopping["best_epoch"] <= stopping["stopped_epoch"] <= 40
     assert card_two["distributed"] == {"workers": 2}
     assert metrics_two["validation"]["mse"] == pytest.approx(metrics_one["validation"]["mse"], rel=0.05)
-    loss = np.genfromtxt(project / "plots" / "loss" / "early.csv", delimiter=",", names=True)
-    assert loss["validation_loss"].min() == pytest.approx(stopping["best_validation_loss"], rel=1e-7)
+    history = project / "dvclive" / "early" / "plots" / "metrics" / "validation" / "loss.tsv"
+    loss = np.genfromtxt(history, delimiter="\t", names=True)
+    assert loss["loss"].min() == pytest.approx(stopping["best_validation_loss"], rel=1e-7)
 
 
 def test_a_mistake_found_by_the_workers_is_one_line_with_a_rank_and_exit_2(project):

@@ -103,5 +103,8 @@ def test_leftovers_are_the_files_of_models_no_longer_in_params(tmp_path, monkeyp
         (tmp_path / "dvclive" / name).mkdir(parents=True)
         (tmp_path / "predictions").mkdir(exist_ok=True)
         (tmp_path / "predictions" / f"{name}.npy").write_text("")
+    (tmp_path / "dvclive" / "gone" / "plots").mkdir()
+    (tmp_path / "dvclive" / "gone" / "plots" / "x.tsv").write_text("")
+    (tmp_path / "dvclive" / "emptied" / "plots").mkdir(parents=True)  # what dvc checkout leaves: no file
     (tmp_path / "predictions" / ".gitignore").write_text("/linear.npy\n")
     assert [str(p) for p in leftover_files(["linear"])] == ["dvclive/gone", "predictions/gone.npy"]
