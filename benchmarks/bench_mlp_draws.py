@@ -13,7 +13,7 @@ process, on scikit-learn's split (train_test_split, test_size 0.2, random_state 
 each draw, the medians and quartiles, and a bootstrap interval of the ratio of the medians.
 
 Ours is what train@mlp runs (models.architecture and build_model seeded by torch.manual_seed(seed), then
-training.train_model: the minibatch trainer, init auto); scikit-learn's is MLPRegressor with the same
+training.fit_adam: the Adam trainer, init auto); scikit-learn's is MLPRegressor with the same
 layer, activation, batch size, learning rate and epochs (as benchmarks/sklearn_baseline.py).
 """
 
@@ -44,7 +44,7 @@ from stages.params import ModelSpec  # noqa: E402
 def ours(spec: ModelSpec, seed: int, X_train, y_train, X_test, y_test) -> float:
     torch.manual_seed(seed)
     model = models.build_model(models.architecture(spec, X_train.shape[1], "float32"))
-    training.train_model(model, X_train, y_train, spec, seed)
+    training.fit_adam(model, X_train, y_train, spec, seed)
     with torch.no_grad():
         return float(((model(X_test).squeeze(-1).double() - y_test) ** 2).mean())
 

@@ -20,13 +20,17 @@ from stages.prepared import map_array, read_split, sample_rows, seeded_split
 PLOT_ROWS = 2000  # per split: enough for a scatter in `dvc plots`, small enough for git and a browser
 
 
-def predicted_csv(actual: dict[str, np.ndarray], predicted: dict[str, np.ndarray]) -> str:
-    """Plot data for `dvc plots`: every row of small splits, a seeded sample of PLOT_ROWS from large ones."""
-    lines = ["split,actual,predicted"]
+def predicted_csv(actual: dict[str, np.ndarray], predicted: dict[str, np.ndarray],
+                  x: dict[str, np.ndarray] | None = None) -> str:  # fmt: skip
+    """Plot data for `dvc plots` and the figures of `plot`: every row of small splits, a seeded sample of
+    PLOT_ROWS from large ones; with `x` (a table of one feature), its value in a third column."""
+    lines = ["split,actual,predicted" + (",x" if x is not None else "")]
     for split in actual:
         rows = sample_rows(len(actual[split]), PLOT_ROWS)
-        pairs = zip(actual[split][rows].tolist(), predicted[split][rows].tolist(), strict=True)
-        lines += [f"{split},{a!r},{p!r}" for a, p in pairs]
+        columns = [actual[split][rows].tolist(), predicted[split][rows].tolist()]
+        if x is not None:
+            columns.append(np.asarray(x[split][rows], dtype=np.float64).tolist())
+        lines += [",".join([split, *map(repr, values)]) for values in zip(*columns, strict=True)]
     return "\n".join(lines) + "\n"
 
 
@@ -55,19 +59,24 @@ def fit_warning(model: str, standardize: bool, metrics: dict) -> str | None:
     return f"evaluate@{model}: warning: {problem}; {', or '.join(advice)}"
 
 
-def score(y_train: np.ndarray, y_test: np.ndarray, predictions: np.ndarray, card: dict) -> tuple[dict, str]:
+def score(y_train: np.ndarray, y_test: np.ndarray, predictions: np.ndarray, card: dict,
+          x: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[dict, str]:  # fmt: skip
     """Metrics per split (train; validation when the model was early-stopped on rows held out of the
     training split, which `train` then fitted without; test when there are test rows; a linear model's
-    optimality gap and coefficients from its card) and the predicted-vs-actual plot data. `predictions` are
-    the training rows' then the test rows', as `train` writes them."""
+    optimality gap and coefficients, and every model's importance and partial dependence, from its card)
+    and the predicted-vs-actual plot data. `predictions` are the training rows' then the test rows', as
+    `train` writes them; `x`: the one feature's training and test values, for the plot data."""
     n_train = len(y_train)
     actual = {"train": y_train}
     predicted = {"train": predictions[:n_train]}
+    xs = None if x is None else {"train": x[0], "test": x[1]}
     stopping = card.get("early_stopping")
     if stopping:
         fit_rows, held_out = seeded_split(n_train, stopping["validation_fraction"], stopping["seed"])
         actual = {"train": y_train[fit_rows], "validation": y_train[held_out]}
         predicted = {"train": predictions[:n_train][fit_rows], "validation": predictions[:n_train][held_out]}
+        if xs is not None:
+            xs |= {"train": x[0][fit_rows], "validation": x[0][held_out]}
     if len(y_test):
         actual["test"], predicted["test"] = y_test, predictions[n_train:]
     metrics: dict = {name: regression_metrics(actual[name], predicted[name]) for name in actual}
@@ -78,9 +87,12 @@ def score(y_train: np.ndarray, y_test: np.ndarray, predictions: np.ndarray, card
         metrics["coefficients"] = card["coefficients"]
         if "coefficients_standardized" in card:  # per standard deviation of the feature, in the target's
             metrics["coefficients_standardized"] = card["coefficients_standardized"]
-    if "importance" in card:  # permutation importance, per column of the CSV (train wrote it)
+    if "importance" in card:  # permutation importance and partial dependence, per column of the CSV (train's)
         metrics["importance"] = card["importance"]
-    return metrics, predicted_csv(actual, predicted)
+        # lists only, which `dvc metrics show` leaves out: the figures' data, not a column of numbers
+        metrics["partial_dependence"] = {column: {"grid": curve["grid"], "mean": curve["mean"]}
+                                         for column, curve in card["partial_dependence"].items()}  # fmt: skip
+    return metrics, predicted_csv(actual, predicted, xs)
 
 
 def metric_lines(model: str, metrics: dict, rows: dict[str, int]) -> list[str]:
@@ -107,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)  # validate params.yaml
     params.model(args.model)  # and that the model is in it
-    split = read_split(args.prepared, mmap=True)  # the features are never read here
+    split = read_split(args.prepared, mmap=True)  # mapped: only y, and a one-feature table's x, are read
     predictions_path, card_path = paths.predictions_file(args.model), paths.model_card(args.model)
     try:
         predictions = map_array(predictions_path)  # scored block by block on large tables
@@ -117,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     if len(predictions) != len(split.y_train) + len(split.y_test):
         raise UserError(f"{predictions_path}: does not match {args.prepared}; run `dvc repro train@{args.model}`")
 
-    metrics, plot_data = score(split.y_train, split.y_test, predictions, card)
+    one = (split.X_train[:, 0], split.X_test[:, 0]) if len(split.features) == 1 else None  # for fit.png
+    metrics, plot_data = score(split.y_train, split.y_test, predictions, card, one)
     write_json(paths.metrics_file(args.model), metrics)
     write_text(paths.predicted_file(args.model), plot_data)
     n_validation = card.get("early_stopping", {}).get("validation_rows", 0)

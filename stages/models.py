@@ -52,6 +52,7 @@ class MLPRegressor(nn.Module):
 
     def __init__(self, n_features: int, hidden: tuple[int, ...], activation: str, init: str = "torch") -> None:
         super().__init__()
+        self.activation = activation  # the architecture's: the Adam trainer's backward pass follows it
         layers: list[nn.Module] = []
         width = n_features
         for size in hidden:

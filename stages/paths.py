@@ -10,7 +10,7 @@ MODELS_DIR = Path("models")  # train: <model>.pt, <model>.json (the card), <mode
 PREDICTIONS_DIR = Path("predictions")  # train: <model>.npy, every prepared row (train, then test), original units
 METRICS_DIR = Path("metrics")  # evaluate: <model>.json
 PLOTS_DIR = Path("plots")
-LIVE_DIR = Path("dvclive")  # train: <model>/, DVCLive's log of each epoch's loss, written as training runs
+LIVE_DIR = Path("dvclive")  # train: <model>/, DVCLive's log of each epoch's loss, written as training runs (git)
 PREDICTED_DIR = PLOTS_DIR / "predicted"  # evaluate: <model>.csv, predicted against actual (a sample)
 LOSSES_FILE = PLOTS_DIR / "losses.csv"  # plot: every model's loss per epoch, for the overlay chart
 FIT_FIGURE = PLOTS_DIR / "fit.png"  # plot: the fitted curves (one feature), else the top column's dependence
@@ -41,11 +41,6 @@ def model_summary(name: str) -> Path:
 
 def predictions_file(name: str) -> Path:
     return PREDICTIONS_DIR / f"{name}.npy"
-
-
-def importance_file(name: str) -> Path:
-    """train: which columns the model uses (permutation importance, partial dependence), for plot."""
-    return PREDICTIONS_DIR / f"{name}.importance.json"
 
 
 def live_dir(name: str) -> Path:

@@ -1,6 +1,12 @@
 """Stage `plot`: the figures, as PNG files (the data with every model's fitted curve, or with several features
 the partial dependence on the most important column; predicted against actual; residuals; permutation
-importance), and every model's loss per epoch in one file for DVC's overlay chart."""
+importance), and every model's loss per epoch in one file for DVC's overlay chart.
+
+It reads what the model stages keep in git, each model's own files: its metrics (importance and partial
+dependence among them) and predicted-vs-actual sample from `evaluate`, its loss per epoch from DVCLive. A
+model removed from params.yaml leaves its files in those folders, committed with them, so the folders hash
+the same in a fresh clone of the commit: nothing needs deleting when the set of models changes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,6 @@ import argparse
 import csv
 import io
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -19,11 +24,13 @@ from stages.errors import UserError, run_stage
 from stages.io import write_bytes, write_text
 from stages.params import load_params
 from stages.paths import PREPARED_DIR
-from stages.prepared import Split, map_array, read_split, sample_rows
+from stages.prepared import read_split
 
 # Drop the matplotlib version from the PNG so a matplotlib upgrade alone does not change the bytes.
 PNG_METADATA = {"Software": None}
-SCATTER_LIMIT = 5000  # more rows than this are drawn as a sample (fit) or a density (predicted vs actual)
+PANELS_PER_ROW = 4
+IMPORTANCE_COLUMNS = 15  # the importance chart shows this many columns, the most important on average
+Sample = dict[str, dict[str, np.ndarray]]  # split -> {"actual", "predicted", ["x"]}: evaluate's sample of a model
 
 
 def _plain(text: str) -> str:
@@ -32,73 +39,55 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def fitted_curves_figure(split: Split, predictions: dict[str, np.ndarray]):
-    """Data points and each model's predictions joined in order of x (one feature only).
+def _read(path: Path, model: str, stage: str, load):
+    """load(path), or the one-line error saying which stage of the model to run."""
+    try:
+        return load(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; run `dvc repro {stage}@{model}` first") from None
 
-    Past SCATTER_LIMIT rows, a seeded sample of the points is drawn, smaller and translucent.
-    """
+
+def read_sample(name: str) -> Sample:
+    """evaluate's predicted-vs-actual sample of a model (plots/predicted/<name>.csv), split by split."""
+    text = _read(paths.predicted_file(name), name, "evaluate", lambda p: p.read_text("utf-8"))
+    header, *rows = list(csv.reader(io.StringIO(text)))
+    sample: Sample = {}
+    for row in rows:
+        values = sample.setdefault(row[0], {column: [] for column in header[1:]})
+        for column, cell in zip(header[1:], row[1:], strict=True):
+            values[column].append(float(cell))
+    return {split: {column: np.array(cells) for column, cells in values.items()} for split, values in sample.items()}
+
+
+def _limits(values) -> tuple[float, float]:
+    low, high = min(float(v.min()) for v in values), max(float(v.max()) for v in values)
+    margin = 0.03 * (high - low) or 0.5
+    return low - margin, high + margin
+
+
+def _points(ax, x: np.ndarray, y: np.ndarray, split: str) -> None:
+    style = {"mfc": "none", "mec": "black"} if split == "test" else {"color": "b" if split == "train" else "g"}
+    ax.plot(x, y, "o", ms=4, alpha=1.0 if len(x) <= 500 else 0.4, label=f"{split} rows", **style)
+
+
+def fitted_curves_figure(features, target: str, samples: dict[str, Sample]):
+    """The data points (one feature: evaluate's sample, train and test apart) and each model's predictions
+    joined in order of x."""
     import matplotlib.pyplot as plt
 
-    x = np.concatenate([split.X_train[:, 0], split.X_test[:, 0]])
-    n_train = len(split.y_train)
-    shown = sample_rows(len(x), SCATTER_LIMIT)
-    style = {"ms": 6} if len(x) <= SCATTER_LIMIT else {"ms": 2, "alpha": 0.3}
-    order = shown[np.argsort(x[shown], kind="stable")]
-    train_shown, test_shown = shown[shown < n_train], shown[shown >= n_train] - n_train
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    ax.plot(split.X_train[train_shown, 0], split.y_train[train_shown], "bo", label="train data", **style)
-    if len(split.y_test):
-        ax.plot(
-            split.X_test[test_shown, 0],
-            split.y_test[test_shown],
-            "o",
-            mfc="none",
-            mec="black",
-            label="test data",
-            **style,
-        )
-    for name, predicted in predictions.items():
+    for split, part in next(iter(samples.values())).items():  # the same rows in every model's sample
+        _points(ax, part["x"], part["actual"], split)
+    for name, sample in samples.items():
+        x = np.concatenate([part["x"] for part in sample.values()])
+        predicted = np.concatenate([part["predicted"] for part in sample.values()])
+        order = np.argsort(x, kind="stable")
         ax.plot(x[order], predicted[order], "-", label=_plain(f"{name} fit"))
-    ax.set_xlabel(_plain(split.features[0]))
-    ax.set_ylabel(_plain(split.target))
-    title = _plain(f"{split.target} against {split.features[0]}")
-    ax.set_title(title if len(x) <= SCATTER_LIMIT else f"{title} ({SCATTER_LIMIT} of {len(x)} rows shown)")
+    ax.set_xlabel(_plain(features[0]))
+    ax.set_ylabel(_plain(target))
+    ax.set_title(_plain(f"{target} against {features[0]}"))
     ax.legend()
     return fig
-
-
-PANELS_PER_ROW = 4
-DENSITY_BINS = 60
-DENSITY_BLOCK_ROWS = 1 << 20
-IMPORTANCE_COLUMNS = 15  # the importance chart shows this many columns, the most important on average
-
-
-def _bin_index(values: np.ndarray, low: float, high: float, bins: int) -> np.ndarray:
-    """The bin (0 .. bins-1) of each value on [low, high]; high itself falls in the last bin."""
-    scaled = (values - low) * (bins / (high - low))
-    return np.clip(scaled.astype(np.intp), 0, bins - 1)
-
-
-def _extent(values: np.ndarray) -> tuple[float, float]:
-    low, high = float(values.min()), float(values.max())
-    return (low - 0.5, high + 0.5) if high == low else (low, high)
-
-
-def density(x: np.ndarray, y: np.ndarray, bins: int = DENSITY_BINS, block_rows: int = DENSITY_BLOCK_ROWS,
-            extent: tuple[tuple[float, float], tuple[float, float]] | None = None):  # fmt: skip
-    """Counts of (x, y) pairs on a bins x bins grid over their ranges (or `extent`), and the grid's edges.
-
-    Counted block by block with integer arithmetic, so memory stays at one block whatever the row count
-    (matplotlib's hexbin holds several full-length temporaries: over a gigabyte at 10^7 rows).
-    Returns (counts[x_bin, y_bin], x_edges, y_edges).
-    """
-    (x_low, x_high), (y_low, y_high) = extent or (_extent(x), _extent(y))
-    counts = np.zeros(bins * bins, dtype=np.int64)
-    for start in range(0, len(x), block_rows):
-        x_bins = _bin_index(x[start : start + block_rows], x_low, x_high, bins)
-        y_bins = _bin_index(y[start : start + block_rows], y_low, y_high, bins)
-        counts += np.bincount(x_bins * bins + y_bins, minlength=bins * bins)
-    return counts.reshape(bins, bins), np.linspace(x_low, x_high, bins + 1), np.linspace(y_low, y_high, bins + 1)
 
 
 def _panels(n_panels: int, size: float = 4.2):
@@ -114,65 +103,37 @@ def _panels(n_panels: int, size: float = 4.2):
     return fig, list(axes.flat[:n_panels])
 
 
-def _scatter(fig, ax, x: np.ndarray, y: np.ndarray, extent, style: str) -> None:
-    """Points, or past SCATTER_LIMIT rows a 2-D histogram of them (log colour scale) over `extent`."""
-    from matplotlib.colors import LogNorm
-
-    if len(x) > SCATTER_LIMIT:
-        counts, x_edges, y_edges = density(x, y, extent=extent)
-        mesh = ax.pcolormesh(x_edges, y_edges, np.ma.masked_equal(counts, 0).T, norm=LogNorm(), cmap="viridis")
-        fig.colorbar(mesh, ax=ax, label="rows")
-    elif style == "test":
-        ax.plot(x, y, "o", ms=4, mfc="none", mec="black", label="test rows")
-    else:
-        ax.plot(x, y, "bo", ms=4, label=f"{style} rows")
-
-
-def _splits(split: Split) -> list[tuple[str, slice]]:
-    """(name, rows of the concatenated train + test rows) of each split that has rows."""
-    n_train = len(split.y_train)
-    parts = [("train", slice(0, n_train))]
-    return parts + [("test", slice(n_train, n_train + len(split.y_test)))] if len(split.y_test) else parts
-
-
-def predicted_vs_actual_figure(split: Split, predictions: dict[str, np.ndarray]):
-    """A panel per model and split (train, then test: the rows apart), all on the same axes, each with the
-    y = x line; past SCATTER_LIMIT rows a 2-D histogram of the rows instead of points."""
-    actual = np.concatenate([split.y_train, split.y_test])
-    panels = [(name, part, rows) for name in predictions for part, rows in _splits(split)]
+def predicted_vs_actual_figure(target: str, samples: dict[str, Sample]):
+    """A panel per model and split (train, validation, test: the rows apart), all on the same axes, each with
+    the y = x line."""
+    panels = [(name, split, part) for name, sample in samples.items() for split, part in sample.items()]
     fig, axes = _panels(len(panels))
-    low = min(float(actual.min()), *(float(p.min()) for p in predictions.values()))
-    high = max(float(actual.max()), *(float(p.max()) for p in predictions.values()))
-    extent = (_extent(np.array([low, high])),) * 2
-    for ax, (name, part, rows) in zip(axes, panels, strict=True):
-        _scatter(fig, ax, actual[rows], predictions[name][rows], extent, part)
-        ax.plot(extent[0], extent[0], "k--", lw=1, label="y = x")
-        dense = len(actual[rows]) > SCATTER_LIMIT
-        ax.set_title(_plain(f"{name}, {part} ({len(actual[rows]):,} rows{', log density' if dense else ''})"))
-        ax.set_xlabel(_plain(f"actual {split.target}"))
-        ax.set_ylabel(_plain(f"predicted {split.target}"))
+    limits = _limits([part[key] for _, _, part in panels for key in ("actual", "predicted")])
+    for ax, (name, split, part) in zip(axes, panels, strict=True):
+        _points(ax, part["actual"], part["predicted"], split)
+        ax.plot(limits, limits, "k--", lw=1, label="y = x")
+        ax.set_title(_plain(f"{name}, {split} ({len(part['actual']):,} rows shown)"))
+        ax.set_xlabel(_plain(f"actual {target}"))
+        ax.set_ylabel(_plain(f"predicted {target}"))
         ax.legend(loc="upper left")
+    axes[0].set_xlim(limits)
+    axes[0].set_ylim(limits)
     fig.tight_layout()
     return fig
 
 
-def residuals_figure(split: Split, predictions: dict[str, np.ndarray]):
+def residuals_figure(target: str, samples: dict[str, Sample]):
     """Per model, actual - predicted against predicted on the test rows (the training rows without a test
     split), all panels on the same axes, with the zero line."""
-    part, rows = _splits(split)[-1]
-    actual = np.concatenate([split.y_train, split.y_test])[rows]
-    residuals = {name: actual - predicted[rows] for name, predicted in predictions.items()}
-    fig, axes = _panels(len(predictions))
-    x_range = _extent(np.array([min(p[rows].min() for p in predictions.values()),
-                                max(p[rows].max() for p in predictions.values())]))  # fmt: skip
-    bound = max(float(np.abs(r).max()) for r in residuals.values()) or 1.0
-    extent = (x_range, (-bound, bound))
-    for ax, (name, residual) in zip(axes, residuals.items(), strict=True):
-        _scatter(fig, ax, predictions[name][rows], residual, extent, part)
+    split = "test" if all("test" in sample for sample in samples.values()) else "train"
+    fig, axes = _panels(len(samples))
+    for ax, (name, sample) in zip(axes, samples.items(), strict=True):
+        part = sample[split]
+        _points(ax, part["predicted"], part["actual"] - part["predicted"], split)
         ax.axhline(0.0, color="k", ls="--", lw=1)
-        ax.set_title(_plain(f"{name}: residuals, {part} rows"))
-        ax.set_xlabel(_plain(f"predicted {split.target}"))
-        ax.set_ylabel(_plain(f"actual - predicted {split.target}"))
+        ax.set_title(_plain(f"{name}: residuals, {split} rows"))
+        ax.set_xlabel(_plain(f"predicted {target}"))
+        ax.set_ylabel(_plain(f"actual - predicted {target}"))
     fig.tight_layout()
     return fig
 
@@ -208,7 +169,7 @@ def importance_figure(found: dict[str, dict]):
     return fig
 
 
-def dependence_figure(split: Split, found: dict[str, dict]):
+def dependence_figure(target: str, found: dict[str, dict]):
     """Each model's partial dependence on the most important column it has a curve for (on average over the
     models): what fit.png shows when there are several features."""
     import matplotlib.pyplot as plt
@@ -222,13 +183,14 @@ def dependence_figure(split: Split, found: dict[str, dict]):
     for name, curve in curves.items():
         if column in curve:
             points = curve[column]
-            x = np.arange(len(points["grid"])) if points["kind"] == "categorical" else points["grid"]
-            ax.plot(x, points["mean"], "o-" if points["kind"] != "numeric" else "-", label=_plain(name))
-            if points["kind"] == "categorical":
+            text = any(isinstance(value, str) for value in points["grid"])  # a text column's categories
+            x = np.arange(len(points["grid"])) if text else points["grid"]
+            ax.plot(x, points["mean"], "o-" if text or len(x) < 3 else "-", label=_plain(name))
+            if text:
                 labels = [_plain(str(label)) for label in points["grid"]]
                 ax.set_xticks(np.arange(len(labels)), labels, rotation=45, ha="right")
     ax.set_xlabel(_plain(column))
-    ax.set_ylabel(_plain(f"mean predicted {split.target}"))
+    ax.set_ylabel(_plain(f"mean predicted {target}"))
     ax.set_title(_plain(f"Partial dependence on {column}, the most important column"))
     ax.legend()
     fig.tight_layout()
@@ -244,17 +206,18 @@ def png_bytes(fig) -> bytes:
     return buffer.getvalue()
 
 
-def draw(split: Split, predictions: dict[str, np.ndarray], found: dict[str, dict]) -> dict[Path, bytes]:
-    """Every figure as PNG bytes, by path. `found`: each model's importance and partial dependence."""
+def draw(features, target: str, samples: dict[str, Sample], found: dict[str, dict]) -> dict[Path, bytes]:
+    """Every figure as PNG bytes, by path. `samples`: each model's predicted-vs-actual sample; `found`:
+    each model's metrics (importance and partial dependence)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    one_feature = len(split.features) == 1
-    fit = fitted_curves_figure(split, predictions) if one_feature else dependence_figure(split, found)
+    one_feature = len(features) == 1
+    fit = fitted_curves_figure(features, target, samples) if one_feature else dependence_figure(target, found)
     return {
         paths.FIT_FIGURE: png_bytes(fit),
-        paths.PREDICTED_FIGURE: png_bytes(predicted_vs_actual_figure(split, predictions)),
-        paths.RESIDUALS_FIGURE: png_bytes(residuals_figure(split, predictions)),
+        paths.PREDICTED_FIGURE: png_bytes(predicted_vs_actual_figure(target, samples)),
+        paths.RESIDUALS_FIGURE: png_bytes(residuals_figure(target, samples)),
         paths.IMPORTANCE_FIGURE: png_bytes(importance_figure(found)),
     }
 
@@ -270,7 +233,7 @@ def read_losses(name: str) -> dict[str, list[str]]:
         path = paths.live_loss_file(name, split)
         if split == "validation" and not path.exists():
             continue
-        rows = list(csv.reader(io.StringIO(_load_train_output(path, name, lambda p: p.read_text("utf-8"))),
+        rows = list(csv.reader(io.StringIO(_read(path, name, "train", lambda p: p.read_text("utf-8"))),
                                delimiter="\t"))  # fmt: skip
         if rows[:1] != [["step", "loss"]]:
             raise UserError(f"{path}: not DVCLive's loss history (step, loss); run `dvc repro train@{name}`")
@@ -296,40 +259,6 @@ def overlay_losses(losses: dict[str, dict[str, list[str]]], limit: int = LOSS_PO
     return "\n".join(lines) + "\n"
 
 
-def leftover_files(models: list[str]) -> list[Path]:
-    """Files in the predictions folder and folders in DVCLive's that belong to no current model (DVC's
-    .gitignore aside).
-
-    The plot stage depends on both whole folders, so DVC hashes every file in them: a model removed from
-    (or renamed in) params.yaml leaves its files there, and dvc.lock would record folders that a clean
-    checkout, which never has those files, cannot reproduce.
-    """
-    expected = {paths.live_dir(name) for name in models}
-    for name in models:
-        expected |= {paths.predictions_file(name), paths.importance_file(name)}
-    return sorted(
-        path
-        for folder in (paths.PREDICTIONS_DIR, paths.LIVE_DIR)
-        if folder.is_dir()
-        for path in folder.iterdir()
-        if path.name != ".gitignore" and path not in expected and _holds_files(path)
-    )
-
-
-def _holds_files(path: Path) -> bool:
-    """A file, or a folder with a file somewhere in it: DVC hashes no empty folder (`dvc checkout` leaves
-    the folders of the outputs it takes away)."""
-    return not path.is_dir() or any(p.is_file() for p in path.rglob("*"))
-
-
-def _load_train_output(path: Path, model: str, load):
-    """load(path), or the one-line error saying which training stage to run."""
-    try:
-        return load(path)
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; run `dvc repro train@{model}` first") from None
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.plot", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
@@ -337,24 +266,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    split = read_split(args.prepared, mmap=True)
-    leftovers = leftover_files(list(params.models))
-    if leftovers:
-        listed = " ".join(shlex.quote(str(path)) for path in leftovers)
-        raise UserError(
-            f"{listed}: not the output of a model in {params.source} ({', '.join(params.models)}); "
-            f"delete {'it' if len(leftovers) == 1 else 'them'} (rm -r {listed}): this stage depends on the "
-            f"whole {paths.PREDICTIONS_DIR}/ and {paths.LIVE_DIR}/ folders, so a leftover would make dvc.lock "
-            "differ from a clean checkout"
-        )
-    predictions = {name: _load_train_output(paths.predictions_file(name), name, map_array) for name in params.models}
+    split = read_split(args.prepared, mmap=True)  # its column names
+    samples = {name: read_sample(name) for name in params.models}
     found = {
-        name: _load_train_output(paths.importance_file(name), name, lambda p: json.loads(p.read_text("utf-8")))
+        name: _read(paths.metrics_file(name), name, "evaluate", lambda p: json.loads(p.read_text("utf-8")))
         for name in params.models
     }
     losses = {name: read_losses(name) for name in params.models}
 
-    for path, data in draw(split, predictions, found).items():
+    for path, data in draw(split.features, split.target, samples, found).items():
         write_bytes(path, data)
     write_text(paths.LOSSES_FILE, overlay_losses(losses))
     figures = ", ".join(str(path) for path in (paths.FIT_FIGURE, paths.PREDICTED_FIGURE, paths.RESIDUALS_FIGURE,

@@ -92,22 +92,6 @@ def _duration(seconds: float) -> str:
 LOGGED_WEIGHTS = 20  # a wide linear model logs its first weights; all of them are in models/<name>.json
 
 
-def _check_representable(X, y, split, dtype: str) -> None:
-    """Refuse training data that the conversion to `dtype` ruined (float32 holds magnitudes up to ~3.4e38
-    and about 7 significant digits), rather than training on infinities or on a column turned constant."""
-    from stages import models
-
-    for values, original, names in ((X, split.X_train, split.features), (y, split.y_train, (split.target,))):
-        lost = models.lost_columns(values, original)
-        if lost:
-            column = original.reshape(len(original), -1)[:, lost[0]]
-            scaled = " after scaling" if split.scaling else ""
-            raise UserError(
-                f"data: column {names[lost[0]]!r} (from {column.min():g} to {column.max():g}) does not fit in "
-                f"{dtype}{scaled}; set data.standardize: true, or train.dtype: float64"
-            )
-
-
 @dataclass(frozen=True)
 class TrainedModel:
     """Everything `train` writes for one model."""
@@ -158,8 +142,8 @@ def fit_model(
     torch.manual_seed(settings.seed)
     arch = models.architecture(spec, len(split.features), settings.dtype)
     model = models.build_model(arch)
-    rows = models.layer_summary(model, len(split.features))
-    summary = models.format_summary(spec.name, arch, rows)
+    layers = models.layer_summary(model, len(split.features))
+    summary = models.format_summary(spec.name, arch, layers)
     say(summary)
     held_out = held_out_rows(spec, len(split.y_train), settings.seed)
     # train.distributed: this worker maps and trains on its slice of the rows only (of the rows left for
@@ -183,33 +167,11 @@ def fit_model(
         f"{how}, {arch['dtype']} on {where}{units}"
     )
 
-    if spec.method == "exact":
-        # Straight from the mapped float64 rows in blocks: one pass of QR, no tensor of the table.
-        history, least_squares = training.fit_exact(
-            model, fitting.X_train, fitting.y_train, split.scaling, on_epoch, collective, split.X_train[0]
-        )
-        least_squares_mse = least_squares.mse
-    else:
-        if spec.kind == "linear":
-            # The reference for evaluate's optimality gap: float64 least squares, original units.
-            least_squares_mse = training.solve_least_squares(
-                fitting.X_train, fitting.y_train, collective=collective, first_row=split.X_train[0]
-            ).mse
-        dtype = getattr(torch, arch["dtype"])
-        # A compact split trains on its codes (models.CompactRows) where Adam takes minibatches
-        compact = training.minibatch_rows(spec, len(fitting.y_train) * (1 if shard is None else shard.world)) > 0
-        X = models.model_inputs(fitting.X_train, split.scaling, dtype, compact)
-        y = models.scaled_target(fitting.y_train, split.scaling, dtype)
-        _check_representable(X, y, fitting, arch["dtype"])
-        X, y = X.to(device), y.to(device)
-        model.to(device)
-        validation = None
-        if held_out is not None:
-            X_valid = models.model_inputs(split.X_train[held_out[1]], split.scaling, dtype, compact).to(device)
-            validation = (X_valid, models.scaled_target(split.y_train[held_out[1]], split.scaling, dtype).to(device))
-        history = training.train_model(model, X, y, spec, settings.seed, on_epoch, validation, collective)
-        del X, y, validation  # before predicting: the tensors are the largest thing here
-        model.cpu()
+    validation = None if held_out is None else (split.X_train[held_out[1]], split.y_train[held_out[1]])
+    rows = training.Rows(fitting.X_train, fitting.y_train, split.scaling, split.features, split.target, validation,
+                         split.X_train[0])  # fmt: skip
+    history, least_squares_mse = training.fit(model, spec, rows, arch["dtype"], device, settings.seed, on_epoch,
+                                              collective)  # fmt: skip
     # Every training row in order (with early stopping, the fitted and the held-out ones), then every test
     # row, from the mapped rows in the blocks scaled_tensor makes: the outputs the training tensor would give.
     # With train.distributed, rank 0 alone (it alone writes the outputs; every worker holds the same model).
@@ -225,8 +187,8 @@ def fit_model(
         "architecture": arch,
         "features": list(split.features),
         "target": split.target,
-        "layers": rows,
-        "parameters": sum(r["params"] for r in rows),
+        "layers": layers,
+        "parameters": sum(r["params"] for r in layers),
         "final_train_loss": history.losses[-1],
     }
     if spec.kind == "linear":
@@ -363,7 +325,7 @@ def train_and_write(args, params, spec: ModelSpec, shard) -> None:
 
     import torch  # after the cheap checks: importing torch takes seconds
 
-    from stages.training import choose_device
+    from stages.device import choose_device
 
     # One intra-op thread: the models are small, more threads only spin against each other (and against
     # numpy's BLAS pool), and a fixed count keeps results identical from one machine to the next.
@@ -399,9 +361,6 @@ def train_and_write(args, params, spec: ModelSpec, shard) -> None:
     write_text(paths.model_summary(spec.name), trained.summary)
     with atomic_open(paths.predictions_file(spec.name)) as handle:
         np.save(handle, trained.predictions)
-    write_json(
-        paths.importance_file(spec.name), {key: trained.card[key] for key in ("importance", "partial_dependence")}
-    )
 
 
 if __name__ == "__main__":

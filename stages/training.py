@@ -1,5 +1,6 @@
-"""Training: the solvers (Adam, L-BFGS, exact least squares through stages/least_squares.py), the minibatch
-loop, divergence checks."""
+"""Training: one entry point (fit) that fits a model by the method its spec names (exact least squares,
+stages/least_squares.py; L-BFGS; Adam, through the trainer of stages/adam.py), the epoch loop with early
+stopping, and the divergence checks."""
 
 from __future__ import annotations
 
@@ -10,53 +11,26 @@ import numpy as np
 import torch
 from torch import nn
 
+from stages.adam import AdamTrainer
 from stages.errors import UserError
 from stages.least_squares import LeastSquares, solve_least_squares
-from stages.models import ACTIVATION_LAYERS, CompactRows, MLPRegressor, forward, one_ahead, set_linear_coefficients
+from stages.models import (
+    CompactRows,
+    forward,
+    lost_columns,
+    model_inputs,
+    one_ahead,
+    scaled_target,
+    set_linear_coefficients,
+)
 from stages.params import ModelSpec
-from stages.prepared import Scaling
+from stages.prepared import Encoded, Scaling
 
 # A run whose last epoch's loss is this many times its first has blown up, even if no value overflowed
 # (Adam's bounded steps keep the loss finite at lr = 1e12, but the model is garbage).
 DIVERGED_GROWTH = 10.0
 # Minibatch training gathers the rows of this many batches at once.
 GATHER_BATCHES = 64
-
-
-def resolve_device(choice: str, source: str = "params.yaml") -> torch.device:
-    """train.device: auto (CUDA when present), cpu, or cuda (an error, naming `source`, when there is none)."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{source}: train.device is cuda, but torch sees no CUDA device here; use auto or cpu")
-    return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
-
-
-# train.device: auto leaves a model on the CPU when a training step is too small for a GPU to win. Measured
-# (10^7 rows, 8 features, 5 epochs): a GPU step costs about 1 ms whatever its size, in kernel launches
-# (H200: 1.24 ms for an MLP [10] tanh at batch 1024, 0.81 ms for [256, 256] relu at 8192), while a CPU step
-# (one thread) costs about 0.2 ms plus 4.2e-11 s per multiply-add of the step's forward pass (23.8 ms
-# for [256, 256] at 8192: 5.6e8). They cross near 2e7 multiply-adds per step.
-GPU_MIN_STEP_WORK = 2e7
-
-
-def step_work(spec: ModelSpec, n_features: int, n_rows: int) -> int:
-    """Multiply-adds of one training step's forward pass: rows per step times the weights of the layers."""
-    widths = [n_features, *spec.hidden, 1] if spec.kind == "mlp" else [n_features, 1]
-    batch = spec.batch_size if 0 < spec.batch_size < n_rows else n_rows
-    return batch * sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
-
-
-def choose_device(choice: str, spec: ModelSpec, n_features: int, n_rows: int, source: str = "params.yaml"):
-    """(device, why): resolve_device, except that auto keeps a model whose steps are smaller than
-    GPU_MIN_STEP_WORK (where a GPU would be slower) on the CPU; `why` says so, or is None."""
-    device = resolve_device(choice, source)
-    if choice == "auto" and device.type == "cuda" and spec.method != "exact":
-        work = step_work(spec, n_features, n_rows)
-        if work < GPU_MIN_STEP_WORK:
-            return torch.device("cpu"), (
-                f"train.device auto chose the CPU: a step of {work:,} multiply-adds is faster there than on "
-                f"a GPU (from {GPU_MIN_STEP_WORK:,.0f}); set train.device: cuda to use the GPU anyway"
-            )
-    return device, None
 
 
 def describe_training(spec: ModelSpec, n_rows: int) -> str:
@@ -130,29 +104,76 @@ def _log(losses: list[float], stopper: EarlyStopper | None) -> TrainingLog:
     return TrainingLog(losses, stopper.losses, stopper.best_epoch)
 
 
-def train_model(
+@dataclass(frozen=True)
+class Rows:
+    """The rows a model fits on, as prepared: features (a mapped array, or prepared.Encoded) and target in
+    original units, the split's scaling and names (for messages), and with early stopping the rows held out
+    for validation. `first_row`: a row every distributed worker reads (the exact solver's shift)."""
+
+    X: np.ndarray | Encoded
+    y: np.ndarray
+    scaling: Scaling | None
+    features: tuple[str, ...]
+    target: str
+    validation: tuple[np.ndarray | Encoded, np.ndarray] | None = None
+    first_row: np.ndarray | None = None
+
+
+def fit(
     model: nn.Module,
-    X: torch.Tensor,
-    y: torch.Tensor,
     spec: ModelSpec,
+    rows: Rows,
+    dtype: str,
+    device,
     seed: int,
     on_epoch: Callable[..., None] = lambda epoch, loss, validation=None: None,
-    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
     collective=None,
-) -> TrainingLog:
-    """Fit `model` in place with the solver its spec names; with spec.early_stopping, on (X, y) while
-    watching the loss on `validation` (rows held out of the training split), ending with the best weights.
-    With train.distributed, (X, y) is this worker's shard and `collective` averages over the workers."""
-    if spec.method == "exact":
-        return fit_exact(model, X.double().cpu().numpy(), y.double().cpu().numpy(), None, on_epoch)[0]
+) -> tuple[TrainingLog, float | None]:
+    """Fit `model` in place with the method its spec names (exact least squares, L-BFGS or Adam) on `rows`;
+    with spec.early_stopping, while watching the loss on rows.validation, ending with the best weights.
+    With train.distributed, the rows are this worker's share and `collective` sums over the workers.
+    Returns the log and, for a linear model, the least-squares MSE of these rows (float64, original units:
+    the reference of evaluate's optimality gap)."""
+    if spec.method == "exact":  # straight from the mapped float64 rows in blocks: no tensor of the table
+        log, solution = fit_exact(model, rows.X, rows.y, rows.scaling, on_epoch, collective, rows.first_row)
+        return log, solution.mse
+    least_squares = None
+    if spec.kind == "linear":
+        least_squares = solve_least_squares(rows.X, rows.y, collective=collective, first_row=rows.first_row).mse
+    torch_dtype = getattr(torch, dtype)
+    # A compact split trains on its codes (models.CompactRows) where Adam takes batches of it
+    compact = spec.method == "adam"
+    X = model_inputs(rows.X, rows.scaling, torch_dtype, compact)
+    y = scaled_target(rows.y, rows.scaling, torch_dtype)
+    _check_representable(X, y, rows, dtype)
+    X, y = X.to(device), y.to(device)
+    model.to(device)
     stopper = None
     if spec.early_stopping:
-        if validation is None:
-            raise ValueError("early stopping needs validation rows")
+        X_valid, y_valid = rows.validation
+        validation = (model_inputs(X_valid, rows.scaling, torch_dtype, compact).to(device),
+                      scaled_target(y_valid, rows.scaling, torch_dtype).to(device))  # fmt: skip
         stopper = EarlyStopper(model, *validation, spec.early_stopping.patience)
     if spec.method == "lbfgs":
-        return fit_lbfgs(model, X, y, spec, on_epoch, stopper, collective)
-    return fit(model, X, y, spec, seed, on_epoch, stopper, collective)
+        log = fit_lbfgs(model, X, y, spec, on_epoch, stopper, collective)
+    else:
+        log = fit_adam(model, X, y, spec, seed, on_epoch, stopper, collective)
+    model.cpu()
+    return log, least_squares
+
+
+def _check_representable(X, y, rows: Rows, dtype: str) -> None:
+    """Refuse training data that the conversion to `dtype` ruined (float32 holds magnitudes up to ~3.4e38
+    and about 7 significant digits), rather than training on infinities or on a column turned constant."""
+    for values, original, names in ((X, rows.X, rows.features), (y, rows.y, (rows.target,))):
+        lost = lost_columns(values, original)
+        if lost:
+            column = np.asarray(original[:, lost[0]] if original.ndim == 2 else original)
+            scaled = " after scaling" if rows.scaling else ""
+            raise UserError(
+                f"data: column {names[lost[0]]!r} (from {column.min():g} to {column.max():g}) does not fit in "
+                f"{dtype}{scaled}; set data.standardize: true, or train.dtype: float64"
+            )
 
 
 def fit_exact(
@@ -216,199 +237,6 @@ def fit_lbfgs(
     return _log(losses, stopper)
 
 
-class Adam:
-    """Adam (Kingma & Ba) with torch.optim.Adam's defaults and arithmetic, and with weight_decay > 0
-    torch.optim.AdamW's, step for step bit-identical to them on the CPU (tests/unit/test_training.py
-    checks), without torch.optim's machinery: constructing any
-    torch.optim optimizer imports torch._dynamo, about a second per training stage, and its step() carries
-    per-call bookkeeping that costs more than the arithmetic for small models."""
-
-    def __init__(
-        self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0
-    ) -> None:
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, (self.beta1, self.beta2), self.eps, self.weight_decay = lr, betas, eps, weight_decay
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self.steps = [0] * len(self.params)  # per parameter, as torch counts: one without a gradient waits
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        # The order of operations is torch.optim.adam._single_tensor_adam's, so the rounding is too.
-        for i, (p, exp_avg, exp_avg_sq) in enumerate(zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True)):
-            if p.grad is None:
-                continue
-            self.steps[i] += 1
-            if self.weight_decay:  # decoupled, before the moments: torch.optim.AdamW's order
-                p.mul_(1 - self.lr * self.weight_decay)
-            step_size = self.lr / (1 - self.beta1 ** self.steps[i])
-            bias_correction2_sqrt = (1 - self.beta2 ** self.steps[i]) ** 0.5
-            exp_avg.lerp_(p.grad, 1 - self.beta1)
-            exp_avg_sq.mul_(self.beta2).addcmul_(p.grad, p.grad, value=1 - self.beta2)
-            p.addcdiv_(exp_avg, (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps), value=-step_size)
-
-
-class MinibatchTrainer:
-    """Adam (decoupled weight decay as AdamW) on minibatches for this project's two models, with the
-    backward pass written out and every parameter a view of one flat buffer that torch's fused Adam kernel
-    updates: a step is about 15 tensor operations instead of autograd's graph and an update per parameter,
-    0.125 against 0.36 ms for an MLP 8 -> 10 -> 1 on 1024 rows (the step is launch-bound: its arithmetic is
-    a few microseconds). The same mathematics as autograd and Adam, not the same rounding:
-    tests/unit/test_training.py compares gradients and trajectories. Full-batch training keeps autograd
-    and Adam above (its results are the committed ones)."""
-
-    def __init__(
-        self, model: nn.Module, lr: float, weight_decay: float, reduce: Callable | None = None, compact: bool = False
-    ) -> None:
-        self.model, self.lr, self.weight_decay = model, lr, weight_decay
-        self.reduce = reduce  # train.distributed: sums the flat gradient over the workers, in place
-        self.params = list(model.parameters())
-        first = self.params[0]
-        # For CompactRows (`compact`), the first weight (outputs, features) is kept transposed in the buffer,
-        # (features, outputs) row-major, so that the rows of its one-hot features are contiguous: summed by
-        # embedding_bag forwards and added into by index_add_ backwards.
-        self.compact = compact
-        stored = [
-            p.detach().t() if compact and i == 0 and p.dim() == 2 else p.detach() for i, p in enumerate(self.params)
-        ]
-        self.flat = torch.cat([p.reshape(-1) for p in stored])
-        self.grad = torch.zeros_like(self.flat)
-        self.exp_avg, self.exp_avg_sq = torch.zeros_like(self.flat), torch.zeros_like(self.flat)
-        grads, offset = [], 0
-        for i, p in enumerate(self.params):
-            values, grad = self.flat[offset : offset + p.numel()], self.grad[offset : offset + p.numel()]
-            if compact and i == 0:  # (features, outputs) views of the first weight and its gradient
-                self.first_t, self.first_grad_t = values.view(len(stored[0]), -1), grad.view(len(stored[0]), -1)
-                p.data, grad = self.first_t.t().view_as(p), self.first_grad_t.t().view_as(p)
-            else:
-                p.data, grad = values.view_as(p), grad.view_as(p)  # the model reads, Adam writes the buffer
-            grads.append(grad)
-            offset += p.numel()
-        self.steps = 0
-        # torch's fused Adam (AdamW with weight decay) kernel: the whole update in one call
-        self.fused = torch._fused_adamw_ if weight_decay else torch._fused_adam_
-        self.step_count = torch.zeros((), dtype=torch.float32, device=first.device)
-        if isinstance(model, MLPRegressor):
-            linears = [layer for layer in model.layers if isinstance(layer, nn.Linear)]
-            self.layers = [(layer.weight, layer.bias) for layer in linears]
-            self.layer_grads = [(grads[2 * i], grads[2 * i + 1]) for i in range(len(linears))]
-            self.activation = next(
-                (name for name, kind in ACTIVATION_LAYERS.items() for layer in model.layers if isinstance(layer, kind)),
-                None,
-            )
-        else:
-            self.layers, self.layer_grads, self.activation = None, grads, None
-
-    def release(self) -> None:
-        """Give every parameter its own storage again, row-major (as saved files and loaded models have)."""
-        for p in self.params:
-            p.data = p.data.clone(memory_format=torch.contiguous_format)
-
-    @torch.no_grad()
-    def step(self, X: torch.Tensor, y: torch.Tensor, batch_rows: int | None = None) -> torch.Tensor:
-        """One Adam step on the rows (X, y); returns their summed squared error before the step (a tensor).
-        With train.distributed, (X, y) are this worker's rows of a batch of `batch_rows` rows, and `reduce`
-        sums the workers' gradients: the gradient of the whole batch's mean squared error."""
-        scale = 2.0 / (len(y) if batch_rows is None else batch_rows)
-        if self.compact:
-            sse = self._compact_step(X, y, scale)
-        elif self.layers is None:  # linear: y ~ X w + b
-            weight, bias = self.params
-            residual = torch.addmv(bias, X, weight).sub_(y)
-            sse = residual.dot(residual)
-            d = residual.mul_(scale)
-            torch.mv(X.t(), d, out=self.layer_grads[0])
-            torch.sum(d, 0, keepdim=True, out=self.layer_grads[1])
-        else:
-            inputs = [X]
-            for weight, bias in self.layers[:-1]:
-                inputs.append(_activate(torch.addmm(bias, inputs[-1], weight.t()), self.activation))
-            weight, bias = self.layers[-1]
-            residual = torch.addmm(bias, inputs[-1], weight.t()).sub_(y.unsqueeze(1))  # (rows, 1)
-            sse = torch.mm(residual.t(), residual).view(())
-            d = residual.mul_(scale)
-            for i in range(len(self.layers) - 1, -1, -1):
-                weight_grad, bias_grad = self.layer_grads[i]
-                torch.mm(d.t(), inputs[i], out=weight_grad)
-                torch.sum(d, 0, out=bias_grad)
-                if i:
-                    d = _activation_grad(torch.mm(d, self.layers[i][0]), inputs[i], self.activation)
-        if self.reduce is not None:
-            # One sum of the whole flat gradient over the workers (DistributedDataParallel's buckets, as one
-            # bucket). One layer at a time, started while the next layer's gradient is computed, measured
-            # slower on two cores: 2.5 against 2.05 s per epoch of the distributed benchmark.
-            self.reduce(self.grad)
-        self._adam()
-        return sse
-
-    def _compact_step(self, X: CompactRows, y: torch.Tensor, scale: float) -> torch.Tensor:
-        """The step's forward and backward passes for CompactRows: the first layer from the dense features
-        and the one-hot rows of its weight; the same gradient as for the dense one-hot rows."""
-        n_dense, n_codes = X.dense.shape[1], X.codes.shape[1]
-        bias = self.params[1]
-        first = torch.addmm(bias, X.dense, self.first_t[:n_dense])  # (rows, outputs)
-        if n_codes:
-            first += nn.functional.embedding_bag(X.codes, self.first_t[n_dense:], mode="sum")
-        if self.layers is None:  # linear: one output
-            inputs, residual = [X], first.sub_(y.unsqueeze(1))
-        else:
-            inputs = [X, _activate(first, self.activation)]
-            for weight, layer_bias in self.layers[1:-1]:
-                inputs.append(_activate(torch.addmm(layer_bias, inputs[-1], weight.t()), self.activation))
-            weight, layer_bias = self.layers[-1]
-            residual = torch.addmm(layer_bias, inputs[-1], weight.t()).sub_(y.unsqueeze(1))
-        sse = torch.mm(residual.t(), residual).view(())
-        d = residual.mul_(scale)
-        for i in range(len(inputs) - 1, 0, -1):
-            weight_grad, bias_grad = self.layer_grads[i]
-            torch.mm(d.t(), inputs[i], out=weight_grad)
-            torch.sum(d, 0, out=bias_grad)
-            d = _activation_grad(torch.mm(d, self.layers[i][0]), inputs[i], self.activation)
-        torch.mm(X.dense.t(), d, out=self.first_grad_t[:n_dense])
-        hot = self.first_grad_t[n_dense:]
-        if n_codes and X.codes.device.type == "cpu":
-            hot.zero_()
-            hot.index_add_(0, X.codes.reshape(-1), d if n_codes == 1 else d.repeat_interleave(n_codes, 0))
-        elif n_codes:  # CUDA's index_add_ adds in whatever order its threads come: the one-hot rows' product instead
-            one_hot = torch.zeros(len(d), len(hot), dtype=d.dtype, device=d.device).scatter_(1, X.codes, 1.0)
-            torch.mm(one_hot.t(), d, out=hot)
-        bias_grad = self.layer_grads[1] if self.layers is None else self.layer_grads[0][1]
-        torch.sum(d, 0, out=bias_grad.view(-1))
-        return sse
-
-    def _adam(self) -> None:
-        self.steps += 1
-        self.step_count.fill_(self.steps)
-        self.fused(
-            [self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self.step_count],
-            amsgrad=False, lr=self.lr, beta1=0.9, beta2=0.999, weight_decay=self.weight_decay, eps=1e-8,
-            maximize=False,
-        )  # fmt: skip
-
-
-def _activate(h: torch.Tensor, activation: str) -> torch.Tensor:
-    if activation == "tanh":
-        # tanh(h) = 2 sigmoid(2h) - 1: MKL's tanh, which torch calls, takes 33 us for 1024 x 10 values in
-        # the cross-CPU mode the stages set (MKL_CBWR), sigmoid and the arithmetic 12
-        return h.mul_(2).sigmoid_().mul_(2).sub_(1)
-    if activation == "relu":
-        return h.relu_()
-    return h.sigmoid_()
-
-
-def _activation_grad(d: torch.Tensor, a: torch.Tensor, activation: str) -> torch.Tensor:
-    """d (the gradient with respect to a layer's output a = act(h)) times act'(h), from a alone."""
-    if activation == "tanh":
-        return torch.ops.aten.tanh_backward(d, a)  # d (1 - a^2), one kernel
-    if activation == "relu":
-        return torch.ops.aten.threshold_backward(d, a, 0)  # d where a > 0
-    return torch.ops.aten.sigmoid_backward(d, a)  # d a (1 - a)
-
-
 def minibatches(n_rows: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"):
     """One epoch's batches of row indices: slices of a fresh permutation drawn from `generator` (on the
     CPU, so the order is the same on every device), each row exactly once."""
@@ -458,9 +286,9 @@ def minibatch_rows(spec: ModelSpec, n_rows: int) -> int:
     return spec.batch_size if spec.method == "adam" and 0 < spec.batch_size < n_rows else 0
 
 
-def fit(
+def fit_adam(
     model: nn.Module,
-    X: torch.Tensor,
+    X: torch.Tensor | CompactRows,
     y: torch.Tensor,
     spec: ModelSpec,
     seed: int,
@@ -468,99 +296,67 @@ def fit(
     stopper: EarlyStopper | None = None,
     collective=None,
 ) -> TrainingLog:
-    """Adam on the mean squared error; full batch unless spec.batch_size > 0 (shuffled minibatches, MLP);
-    spec.weight_decay decays the weights as torch.optim.AdamW does.
+    """Adam on the mean squared error (decoupled weight decay as torch.optim.AdamW), one loop for every case:
+    full batch (one step over every row, in order) unless spec.batch_size is smaller than the rows, and
+    one process or train.distributed's workers (`collective`: X and y are this worker's shard, every
+    worker holding as many rows).
 
-    Minibatches: every epoch draws one permutation of the rows from a generator seeded by `seed`, and
-    the batches are slices of it, so each row is used exactly once per epoch and the order is the same on
-    every run and device. The loop body is the step itself; the epoch's loss is summed on the device and
-    read once per epoch. Raises UserError when the loss stops being finite (at that step when training
-    full batch, at the end of that epoch otherwise), or if it grew more than DIVERGED_GROWTH-fold.
+    Minibatches follow one process's order whatever the workers: every epoch draws one permutation of all
+    the rows from a generator seeded by `seed`, each batch is a slice of it, each worker steps on the rows
+    of the batch in its shard, and the workers' gradients of the summed squared error are summed and
+    divided by the batch's size: each step's gradient is one process's over the same rows, up to the order
+    of the sums. The epoch's loss is summed on the device and read once per epoch. Raises UserError when
+    the loss stops being finite (at that step, full batch; at the end of that epoch, minibatches), or if
+    it grew more than DIVERGED_GROWTH-fold.
     """
-    loss_fn = nn.MSELoss()
     n_rows = len(y)
-    # With train.distributed (`collective`), X and y are this worker's shard, and every worker has as many
-    # rows: full batch, gradients and losses are averaged over the workers; minibatches, see _fit_shards.
-    world = 1 if collective is None else collective.world
-    batch = minibatch_rows(spec, n_rows * world)
+    world, rank = (1, 0) if collective is None else (collective.world, collective.rank)
+    total_rows = n_rows * world
+    batch = minibatch_rows(spec, total_rows) or total_rows
+    shuffle = torch.Generator().manual_seed(seed)
+    trainer = AdamTrainer(model, spec.lr, spec.weight_decay, None if collective is None else collective.sum_,
+                          compact=isinstance(X, CompactRows))  # fmt: skip
     losses: list[float] = []
     model.train()
-    if not batch:
-        optimizer = Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    try:
         for epoch in range(1, spec.epochs + 1):
-            optimizer.zero_grad()
-            loss = loss_fn(model(X), y)
-            loss.backward()
-            if collective is not None:
-                for p in model.parameters():
-                    collective.mean_(p.grad)
-                loss = collective.mean_(loss.detach().clone())
-            value = loss.item()
-            _check_finite(spec, value, f"at step {epoch}")
-            optimizer.step()
+            if batch == total_rows:
+                total, where = trainer.step(X, y, total_rows), f"at step {epoch}"
+            else:
+                total, where = torch.zeros((), dtype=X.dtype, device=X.device), f"in epoch {epoch}"
+                local, counts, sizes = _shard_batches(minibatches(total_rows, total_rows, shuffle)[0], rank, n_rows,
+                                                      batch)  # fmt: skip
+                groups = [range(k, min(k + GATHER_BATCHES, len(counts))) for k in range(0, len(counts), GATHER_BATCHES)]
+                bounds = np.cumsum([0, *counts])
+                chunks = tuple(local[bounds[g.start] : bounds[g.stop]].to(X.device) for g in groups)
+                # one process gathers the next chunk on a second thread; workers already keep the cores busy
+                for group, (X_rows, y_rows) in zip(groups, gathered(X, y, chunks, collective is None), strict=True):
+                    offset = 0
+                    for k in group:
+                        total += trainer.step(X_rows[offset : offset + counts[k]], y_rows[offset : offset + counts[k]],
+                                              sizes[k])  # fmt: skip
+                        offset += counts[k]
+            value = ((total if collective is None else collective.sum_(total)) / total_rows).item()
+            _check_finite(spec, value, where)
             if _end_epoch(epoch, value, losses, on_epoch, stopper):
                 break
-    elif collective is not None:
-        _fit_shards(model, X, y, spec, seed, on_epoch, stopper, collective, losses)
-    else:
-        shuffle = torch.Generator().manual_seed(seed)
-        trainer = MinibatchTrainer(model, spec.lr, spec.weight_decay, compact=isinstance(X, CompactRows))
-        try:
-            for epoch in range(1, spec.epochs + 1):
-                total = torch.zeros((), dtype=X.dtype, device=X.device)
-                for X_rows, y_rows in gathered(X, y, minibatches(n_rows, batch * GATHER_BATCHES, shuffle, X.device)):
-                    for start in range(0, len(y_rows), batch):
-                        total += trainer.step(X_rows[start : start + batch], y_rows[start : start + batch])
-                value = (total / n_rows).item()
-                _check_finite(spec, value, f"in epoch {epoch}")
-                if _end_epoch(epoch, value, losses, on_epoch, stopper):
-                    break
-        finally:
-            trainer.release()
+    finally:
+        trainer.unflatten()
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         _check_finite(spec, float("nan"), f"in epoch {len(losses)} (the weights are no longer finite)")
     _check_growth(spec, losses)
     return _log(losses, stopper)
 
 
-def _fit_shards(model, X, y, spec: ModelSpec, seed: int, on_epoch, stopper, collective, losses: list[float]) -> None:
-    """Minibatch Adam over the workers' shards in one process's order: every worker draws the same
-    permutation of all the workers' rows (seeded by `seed`, as one process draws it), each batch is a slice
-    of it, and each worker steps on the rows of that batch that lie in its shard; the workers' gradients of
-    the summed squared error are summed and divided by the batch's size. So every step's gradient is one
-    process's over the same rows, up to the order of the sums; the workers' rows per step vary around
-    batch_size / workers."""
-    n_rows, world, batch = len(y), collective.world, spec.batch_size
-    low = collective.rank * n_rows
-    shuffle = torch.Generator().manual_seed(seed)
-    trainer = MinibatchTrainer(model, spec.lr, spec.weight_decay, collective.sum_, isinstance(X, CompactRows))
-    try:
-        for epoch in range(1, spec.epochs + 1):
-            total = torch.zeros((), dtype=X.dtype, device=X.device)
-            order = minibatches(n_rows * world, n_rows * world, shuffle)[0]  # the whole permutation
-            mine = (order >= low) & (order < low + n_rows)
-            sizes = [min(batch, n_rows * world - start) for start in range(0, n_rows * world, batch)]
-            flags = torch.zeros(len(sizes) * batch, dtype=torch.int32)
-            flags[: len(mine)] = mine
-            counts = flags.view(len(sizes), batch).sum(dim=1).tolist()  # this worker's rows in each batch
-            local = (order[mine] - low).to(X.device)
-            del order, mine, flags
-            groups = [
-                range(start, min(start + GATHER_BATCHES, len(counts)))
-                for start in range(0, len(counts), GATHER_BATCHES)
-            ]
-            bounds = np.cumsum([0, *counts])
-            chunks = tuple(local[bounds[g.start] : bounds[g.stop]] for g in groups)
-            # gathered in line: the workers already keep the cores busy (a gathering thread each: no faster)
-            for group, (X_rows, y_rows) in zip(groups, gathered(X, y, chunks, ahead=False), strict=True):
-                offset = 0
-                for k in group:
-                    rows = slice(offset, offset + counts[k])
-                    total += trainer.step(X_rows[rows], y_rows[rows], sizes[k])
-                    offset += counts[k]
-            value = (collective.sum_(total) / (n_rows * world)).item()
-            _check_finite(spec, value, f"in epoch {epoch}")
-            if _end_epoch(epoch, value, losses, on_epoch, stopper):
-                break
-    finally:
-        trainer.release()
+def _shard_batches(order: torch.Tensor, rank: int, n_rows: int, batch: int):
+    """(this worker's rows in the order of the permutation `order` of all the workers' rows, how many of
+    them each batch holds, each batch's size): worker `rank` holds rows rank * n_rows onwards."""
+    sizes = [min(batch, len(order) - start) for start in range(0, len(order), batch)]
+    if len(order) == n_rows:  # one process: every row is its own
+        return order, sizes, sizes
+    low = rank * n_rows
+    mine = (order >= low) & (order < low + n_rows)
+    flags = torch.zeros(len(sizes) * batch, dtype=torch.int32)
+    flags[: len(mine)] = mine
+    counts = flags.view(len(sizes), batch).sum(dim=1).tolist()
+    return order[mine] - low, counts, sizes

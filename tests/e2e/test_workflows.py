@@ -80,15 +80,16 @@ def test_a_queue_of_two_experiments_runs_and_is_listed(repo):
 
 def test_check_repro_tells_noise_from_a_real_change(repo):
     assert "check-repro: OK" in sh(repo, *MAKE, "check-repro").stdout
-    set_param(repo, "models.linear.epochs", 1002)  # moves the metrics by less than 1e-6 relative
+    set_param(repo, "models.linear.epochs", 1002)  # moves the MSE by less than 1e-6 relative, the epochs by 0.2%
     commit(repo, "two more Adam steps, not reproduced")
-    noise = sh(repo, *MAKE, "check-repro", check=False)
-    assert noise.returncode != 0
-    assert "check-repro: within tolerance: every metric agrees with the commit within TOL=1e-06" in noise.stdout
-    assert "dvc metrics diff HEAD:" in noise.stdout
-    sh(repo, "git", "checkout", "-q", "dvc.lock", "metrics", "plots")
-    strict = sh(repo, *MAKE, "check-repro", "TOL=1e-9", check=False)
-    assert strict.returncode != 0 and "check-repro: beyond tolerance: metrics/linear.json" in strict.stdout
+    loose = sh(repo, *MAKE, "check-repro", "TOL=0.01", check=False)
+    assert loose.returncode != 0
+    assert "check-repro: within tolerance: every metric agrees with the commit within TOL=0.01" in loose.stdout
+    assert "dvc metrics diff HEAD:" in loose.stdout
+    sh(repo, "git", "checkout", "-q", "dvc.lock", "metrics", "plots", "dvclive")
+    # DVCLive's summary counts the epochs: two more are a real change, whatever the MSE did
+    real = sh(repo, *MAKE, "check-repro", check=False)
+    assert real.returncode != 0 and "check-repro: beyond tolerance: dvclive/linear/metrics.json: step" in real.stdout
     sh(repo, "git", "reset", "-q", "--hard", "HEAD~1")
     sh(repo, "dvc", "checkout", "-q")
     assert repro(repo) == set()
@@ -102,7 +103,7 @@ def test_make_report_writes_both_tables_and_the_figures_of_both_revisions(repo):
     assert "report: wrote report.md" in out
     report = (repo / "report.md").read_text()
     assert "| params.yaml | models.mlp.lr | 0.01     | 0.02        |" in report
-    assert "| metrics/mlp.json | train.mse" in report and "metrics/linear.json" not in report
+    assert re.search(r"\| metrics/mlp.json +\| train.mse", report) and "metrics/linear.json" not in report
     assert "![HEAD~1](report/static/HEAD~1_plots_fit.png)" in report
     assert (repo / "report" / "static" / "workspace_plots_fit.png").exists()
     assert (repo / "report" / "index.html").exists()

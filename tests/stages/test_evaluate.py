@@ -36,7 +36,8 @@ def test_metrics_json_scores_the_train_split_and_carries_coefficients(workdir):
     assert metrics["train"]["optimality_gap"] == pytest.approx((1.0 - best) / best, rel=1e-12)
     assert metrics["coefficients"] == {"x": 0.7, "intercept": 3.0}
     rows = (workdir / "plots" / "predicted" / "linear.csv").read_text().splitlines()
-    assert rows[0] == "split,actual,predicted" and rows[1] == "train,3.0,4.0" and len(rows) == 11
+    # one feature: its value too, for the plot of the fitted curves
+    assert rows[0] == "split,actual,predicted,x" and rows[1] == "train,3.0,4.0,1.0" and len(rows) == 11
 
 
 def test_predictions_that_do_not_match_the_split_are_rejected(workdir):

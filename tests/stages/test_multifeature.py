@@ -35,8 +35,11 @@ def test_three_features_with_a_test_split_through_every_stage(workdir):
 
     linear = json.loads((workdir / "metrics" / "linear.json").read_text())
     mlp = json.loads((workdir / "metrics" / "mlp.json").read_text())
-    assert set(linear) == {"train", "test", "coefficients", "coefficients_standardized", "importance"}
-    assert set(mlp) == {"train", "test", "importance"} and set(mlp["importance"]["mse_increase"]) == {"a", "b", "c"}
+    assert set(linear) == {"train", "test", "coefficients", "coefficients_standardized", "importance",
+                           "partial_dependence"}  # fmt: skip
+    assert set(mlp) == {"train", "test", "importance", "partial_dependence"} and set(
+        mlp["importance"]["mse_increase"]
+    ) == {"a", "b", "c"}
     assert set(linear["test"]) == {"mse", "rmse", "mae", "r2"}
     X_train = np.load(workdir / "data" / "prepared" / "X_train.npy")
     y_train = np.load(workdir / "data" / "prepared" / "y_train.npy")

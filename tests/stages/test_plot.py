@@ -3,31 +3,39 @@
 from __future__ import annotations
 
 import json
-import shutil
 import struct
 
 import numpy as np
 
-from stages.plot import SCATTER_LIMIT
 from tests.helpers import default_params, run_module, write_params
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def trained(workdir, predictions: dict[str, np.ndarray]) -> None:
-    """Prediction, importance and DVCLive's loss files as train leaves them, for the models named."""
-    (workdir / "predictions").mkdir(parents=True, exist_ok=True)
+    """The files plot reads, as train and evaluate leave them for the models named: the predicted-vs-actual
+    sample, the metrics with importance and partial dependence, DVCLive's loss per epoch (every row of the
+    seed data a training row, x = 1..10)."""
+    for folder in ("plots/predicted", "metrics"):
+        (workdir / folder).mkdir(parents=True, exist_ok=True)
     for name, values in predictions.items():
-        np.save(workdir / "predictions" / f"{name}.npy", np.asarray(values, dtype=np.float64))
+        rows = [
+            f"train,{y!r},{float(p)!r},{float(x)!r}" for x, (y, p) in enumerate(zip(Y, values, strict=True), start=1)
+        ]
+        (workdir / "plots" / "predicted" / f"{name}.csv").write_text(
+            "split,actual,predicted,x\n" + "\n".join(rows) + "\n"
+        )
         importance = {"split": "train", "rows": 10, "repeats": 5, "mse": 1.0, "mse_increase": {"x": 2.0},
                       "mse_increase_std": {"x": 0.5}}  # fmt: skip
-        curve = {"x": {"kind": "numeric", "grid": [1.0, 10.0], "mean": [3.0, 9.0]}}
-        (workdir / "predictions" / f"{name}.importance.json").write_text(
-            json.dumps({"importance": importance, "partial_dependence": curve})
-        )
+        curve = {"x": {"grid": [1.0, 10.0], "mean": [3.0, 9.0]}}
+        metrics = {"train": {"mse": 1.0}, "importance": importance, "partial_dependence": curve}
+        (workdir / "metrics" / f"{name}.json").write_text(json.dumps(metrics))
         losses = workdir / "dvclive" / name / "plots" / "metrics" / "train" / "loss.tsv"
         losses.parent.mkdir(parents=True, exist_ok=True)
         losses.write_text(f"step\tloss\n1\t{len(name)}.5\n2\t0.25\n")
+
+
+Y = [3.0, 5.0, 5.0, 6.0, 7.0, 7.0, 8.0, 9.0, 9.0, 10.0]
 
 
 def test_plot_draws_both_figures_deterministically(workdir):
@@ -50,11 +58,11 @@ def test_plot_draws_both_figures_deterministically(workdir):
     assert figures == {name: (workdir / "plots" / name).read_bytes() for name in figures}
 
 
-def test_plot_names_the_missing_predictions_and_losses(workdir):
+def test_plot_names_the_missing_sample_and_losses(workdir):
     assert run_module(workdir, "prepare").returncode == 0
     result = run_module(workdir, "plot")
     assert result.returncode == 2
-    assert result.stderr == "error: predictions/linear.npy: missing; run `dvc repro train@linear` first\n"
+    assert result.stderr == "error: plots/predicted/linear.csv: missing; run `dvc repro evaluate@linear` first\n"
     trained(workdir, {"linear": np.zeros(10), "mlp": np.zeros(10)})
     (workdir / "dvclive" / "mlp" / "plots" / "metrics" / "train" / "loss.tsv").unlink()
     result = run_module(workdir, "plot")
@@ -63,43 +71,17 @@ def test_plot_names_the_missing_predictions_and_losses(workdir):
     )
 
 
-def test_plot_draws_a_density_past_the_scatter_limit_deterministically(workdir):
-    rng = np.random.default_rng(2)
-    x = rng.uniform(0, 10, size=SCATTER_LIMIT + 1000)
-    (workdir / "data" / "seed.csv").write_text("x,y\n" + "".join(f"{a!r},{2 * a + 1!r}\n" for a in x.tolist()))
+def test_the_files_of_a_model_no_longer_in_params_are_left_alone_and_unread(workdir):
+    # plot depends on the whole metrics/, plots/predicted/ and dvclive/ folders, in git: a removed model's
+    # files stay, committed, and a fresh clone hashes the folders the same
     assert run_module(workdir, "prepare").returncode == 0
-    trained(
-        workdir,
-        {name: 2 * x + 1 + rng.normal(scale=noise, size=len(x)) for name, noise in (("linear", 0.5), ("mlp", 0.1))},
-    )
-    # prepare writes the train rows then the test rows; the predictions only need the same count here
-    result = run_module(workdir, "plot")
-    assert result.returncode == 0, result.stderr
-    first = (workdir / "plots" / "predicted_vs_actual.png").read_bytes()
-    assert first.startswith(PNG_MAGIC)
+    trained(workdir, dict.fromkeys(("linear", "mlp"), np.arange(1.0, 11.0)))
     assert run_module(workdir, "plot").returncode == 0
-    assert (workdir / "plots" / "predicted_vs_actual.png").read_bytes() == first
-
-
-def test_plot_refuses_outputs_of_no_current_model(workdir):
-    # plot depends on the whole predictions/ and dvclive/ folders: a leftover would be hashed into dvc.lock
-    assert run_module(workdir, "prepare").returncode == 0
-    trained(workdir, dict.fromkeys(("linear", "mlp", "old model", "gone"), np.arange(1.0, 11.0)))
-    (workdir / "predictions" / ".gitignore").write_text("/linear.npy\n/mlp.npy\n")
-    shutil.rmtree(workdir / "dvclive" / "old model")
-    result = run_module(workdir, "plot")
-    assert result.returncode == 2 and not (workdir / "plots" / "fit.png").exists()
-    assert result.stderr == (
-        "error: dvclive/gone predictions/gone.importance.json predictions/gone.npy 'predictions/old "
-        "model.importance.json' 'predictions/old model.npy': not the output of a model in params.yaml (linear, "
-        "mlp); delete them (rm -r dvclive/gone predictions/gone.importance.json predictions/gone.npy "
-        "'predictions/old model.importance.json' 'predictions/old model.npy'): this stage depends on the whole "
-        "predictions/ and dvclive/ folders, so a leftover would make dvc.lock differ from a clean checkout\n"
-    )
-    shutil.rmtree(workdir / "dvclive" / "gone")
-    for leftover in ("gone.npy", "gone.importance.json", "old model.npy", "old model.importance.json"):
-        (workdir / "predictions" / leftover).unlink()
+    figures = {name: (workdir / "plots" / name).read_bytes() for name in ("predicted_vs_actual.png", "losses.csv")}
+    trained(workdir, {"gone": np.zeros(10)})
     assert run_module(workdir, "plot").returncode == 0
+    assert figures == {name: (workdir / "plots" / name).read_bytes() for name in figures}
+    assert (workdir / "metrics" / "gone.json").exists() and (workdir / "dvclive" / "gone").exists()
 
 
 def test_many_models_are_drawn_in_rows_of_four_panels(workdir):

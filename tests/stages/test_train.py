@@ -158,7 +158,7 @@ def test_early_stopping_saves_the_epoch_with_the_lowest_validation_loss(workdir)
         assert float(torch.nn.functional.mse_loss(model(X), y)) == min(validation) == card["best_validation_loss"]
 
     metrics = json.loads((workdir / "metrics" / "mlp.json").read_text())
-    assert set(metrics) == {"train", "validation", "test", "importance"}
+    assert set(metrics) == {"train", "validation", "test", "importance", "partial_dependence"}
     y_std = split.scaling.y_std
     assert metrics["validation"]["mse"] == pytest.approx(min(validation) * y_std**2, rel=1e-5)
 

@@ -26,12 +26,14 @@ def least_squares_mse(X, y):
     return float(np.mean((A @ coef - y) ** 2)), coef
 
 
-def train_on(spec: ModelSpec, X=X_SEED, y=Y_SEED, seed=0, dtype="float32"):
+def train_on(spec: ModelSpec, X=X_SEED, y=Y_SEED, seed=0, dtype="float32", validation=None):
+    """A model of `spec` fitted by training.fit on these rows (unscaled), on the CPU: (model, log)."""
     torch.manual_seed(seed)
     arch = models.architecture(spec, X.shape[1], dtype)
     model = models.build_model(arch)
-    as_tensor = lambda a: torch.as_tensor(a, dtype=getattr(torch, arch["dtype"]))  # noqa: E731
-    log = training.train_model(model, as_tensor(X), as_tensor(y), spec, seed)
+    names = tuple(f"x{j}" for j in range(X.shape[1]))
+    rows = training.Rows(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64), None, names, "y", validation)
+    log, _ = training.fit(model, spec, rows, arch["dtype"], "cpu", seed)
     return model, log
 
 

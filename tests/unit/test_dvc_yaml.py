@@ -60,13 +60,16 @@ def test_dvc_yaml_declares_the_outputs_stages_paths_defines():
     assert outputs_of("train") == {
         str(f("NAME"))
         for f in (paths.model_file, paths.model_card, paths.model_summary, paths.predictions_file,
-                  paths.importance_file, paths.live_summary, paths.live_plots)
+                  paths.live_summary, paths.live_plots)
     }  # fmt: skip
     assert outputs_of("export") == {str(paths.onnx_file("NAME")), str(paths.serving_file("NAME"))}
     assert outputs_of("evaluate") == {str(paths.metrics_file("NAME")), str(paths.predicted_file("NAME"))}
     figures = (paths.FIT_FIGURE, paths.PREDICTED_FIGURE, paths.RESIDUALS_FIGURE, paths.IMPORTANCE_FIGURE)
     assert outputs_of("plot") == {*map(str, figures), str(paths.LOSSES_FILE)}
-    assert {str(paths.PREDICTIONS_DIR), str(paths.LIVE_DIR)} <= set(stage_definitions()["plot"]["deps"])
+    # what plot reads of each model is in git: metrics, evaluate's sample, DVCLive's log; no cached folder
+    plot_deps = set(stage_definitions()["plot"]["deps"])
+    assert {str(paths.METRICS_DIR), str(paths.PREDICTED_DIR), str(paths.LIVE_DIR)} <= plot_deps
+    assert str(paths.PREDICTIONS_DIR) not in plot_deps and str(paths.MODELS_DIR) not in plot_deps
 
 
 def test_every_stage_can_be_restored_from_the_run_cache():
