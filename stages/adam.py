@@ -18,9 +18,9 @@ class AdamTrainer:
     """Adam (decoupled weight decay as AdamW) for this project's two models, on a batch of rows at a time
     (a full batch is one batch of every row), with the backward pass written out and every parameter a view
     of one flat buffer that torch's fused Adam kernel updates: a step is about 15 tensor operations instead
-    of autograd's graph and an update per parameter (benchmarks/README.md, "The Adam step"). The same
-    mathematics as autograd and torch.optim.AdamW, not the same rounding: tests/unit/test_adam.py compares
-    gradients and trajectories."""
+    of autograd's graph and an update per parameter (benchmarks/README.md, "Measurements behind the code").
+    The same mathematics as autograd and torch.optim.AdamW, not the same rounding: tests/unit/test_adam.py
+    compares gradients and trajectories."""
 
     def __init__(
         self, model: nn.Module, lr: float, weight_decay: float, reduce: Callable | None = None, compact: bool = False
@@ -96,8 +96,8 @@ class AdamTrainer:
                     d = _activation_grad(torch.mm(d, self.layers[i][0]), inputs[i], self.activation)
         if self.reduce is not None:
             # One sum of the whole flat gradient over the workers (DistributedDataParallel's buckets, as one
-            # bucket). One layer at a time, started while the next layer's gradient is computed, measured
-            # slower on two cores: 2.5 against 2.05 s per epoch of the distributed benchmark.
+            # bucket): one a layer, each started while the next layer's gradient is computed, was slower on
+            # two cores (benchmarks/README.md, "Measurements behind the code").
             self.reduce(self.grad)
         self._adam()
         return sse
@@ -146,8 +146,8 @@ class AdamTrainer:
 
 def _activate(h: torch.Tensor, activation: str) -> torch.Tensor:
     if activation == "tanh":
-        # tanh(h) = 2 sigmoid(2h) - 1: MKL's tanh, which torch calls, takes 33 us for 1024 x 10 values in
-        # the cross-CPU mode the stages set (MKL_CBWR), sigmoid and the arithmetic 12
+        # tanh(h) = 2 sigmoid(2h) - 1: in the cross-CPU mode the stages set (MKL_CBWR), MKL's tanh, which
+        # torch calls, is slower than sigmoid and the arithmetic (benchmarks/README.md)
         return h.mul_(2).sigmoid_().mul_(2).sub_(1)
     if activation == "relu":
         return h.relu_()

@@ -18,7 +18,7 @@ def resolve_device(choice: str, source: str = "params.yaml") -> torch.device:
 
 # train.device: auto leaves a model on the CPU when a training step is too small for a GPU to win: a GPU
 # step costs about a millisecond in kernel launches whatever its size, a CPU step grows with its multiply-adds;
-# they cross near this many (the measurements: benchmarks/README.md, "CPU or GPU").
+# they cross near this many (the measurements: benchmarks/README.md, "Measurements behind the code").
 GPU_MIN_STEP_WORK = 2e7
 
 

@@ -75,9 +75,8 @@ class Collective:
     def _all_reduce(self, tensor) -> None:
         """Sum in place over the workers. On the CPU (gloo) this worker polls for the result, giving its core
         to any other thread each time, instead of sleeping until gloo's threads wake it: a sleeping core
-        takes long to wake (a virtual machine's above all). Two workers on two cores, the benchmark's epoch:
-        1.94 -> 1.80 s (means of 4 interleaved runs; a step 9.8 -> 8.9 ms, 8.1 ms without any all-reduce).
-        On CUDA (NCCL) the all-reduce is queued on the GPU's stream, and waiting here would only stall."""
+        takes long to wake (a virtual machine's above all; benchmarks/README.md, "Measurements behind the
+        code"). On CUDA (NCCL) the all-reduce is queued on the GPU's stream, and waiting here would only stall."""
         if tensor.device.type != "cpu":
             self.dist.all_reduce(tensor)
             return

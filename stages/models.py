@@ -28,8 +28,7 @@ BLOCK_ROWS = 65536
 # kernels let go of the GIL, so a second core halves the time where a table has many blocks.
 BLOCK_THREADS = max(1, min(4, os.cpu_count() or 1))
 # Rows per forward pass when predicting: an MLP's activations for this many rows stay in the CPU's caches
-# (a 128-wide layer's for 65536 rows are 32 MiB): 800,000 rows through MLP [128, 128] on one thread,
-# 1.84 -> 1.07 s, the same bytes.
+# (a 128-wide layer's for 65536 rows are 32 MiB; benchmarks/README.md, "Measurements behind the code").
 FORWARD_ROWS = 4096
 T = TypeVar("T")
 ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}

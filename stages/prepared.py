@@ -10,7 +10,6 @@ import io
 import json
 import math
 import mmap
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -331,21 +330,6 @@ def write_meta(
 _PAGE = mmap.PAGESIZE
 
 
-def _madvise_dontneed() -> Callable[[int, int], object] | None:
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        madvise = libc.madvise
-    except (OSError, AttributeError):  # not Linux: pages are left to the kernel
-        return None
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    return lambda start, length: madvise(start, length, 4)  # MADV_DONTNEED
-
-
-_DONTNEED = _madvise_dontneed()
-
-
 def _file_mapping(array: np.ndarray) -> mmap.mmap | None:
     """The mmap.mmap under `array` (np.load's mmap_mode arrays and their slices lead to it through .base),
     or None for memory that is not a file mapping. The array holds it, so it is still mapped."""
@@ -365,19 +349,17 @@ def release(block: np.ndarray) -> None:
         release(block.dense)
         release(block.codes)
         return
-    if _DONTNEED is None or not block.size or not block.flags.c_contiguous:
-        return
+    if not hasattr(mmap, "MADV_DONTNEED") or not block.size or not block.flags.c_contiguous:
+        return  # not Linux: pages are left to the kernel
     mapping = _file_mapping(block)
     if mapping is None or mapping.closed:
         return
     low = np.frombuffer(mapping, dtype=np.uint8).ctypes.data  # where the mapping starts (page-aligned)
-    high = low + len(mapping)
-    start = block.ctypes.data
+    start = block.ctypes.data - low
     end = start + block.nbytes
-    if low <= start and end <= high:
+    if 0 <= start and end <= len(mapping):
         first = start - start % _PAGE
-        last = min(-(-end // _PAGE) * _PAGE, -(-high // _PAGE) * _PAGE)
-        _DONTNEED(first, last - first)
+        mapping.madvise(mmap.MADV_DONTNEED, first, -(-end // _PAGE) * _PAGE - first)  # clipped at the end
 
 
 def map_array(path: str | Path) -> np.ndarray:

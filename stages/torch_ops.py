@@ -4,7 +4,7 @@ mathematics it stands for, and fails naming the operator when torch changes it. 
 
 Why private ones: the public equivalents cost more than the arithmetic at this project's sizes (a step of
 an MLP 8 -> 10 -> 1 on 1024 rows is launch-bound): torch.optim's Adam builds its state and imports
-torch._dynamo (a second a stage), and tanh's derivative from public ops is three kernels instead of one.
+torch._dynamo (about a second a stage), and tanh's derivative from public ops is three kernels, not one.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stages import batches
 from stages.adam import AdamTrainer
 from stages.errors import UserError
 from stages.least_squares import LeastSquares, solve_least_squares
@@ -19,7 +20,6 @@ from stages.models import (
     forward,
     lost_columns,
     model_inputs,
-    one_ahead,
     scaled_target,
     set_linear_coefficients,
 )
@@ -29,8 +29,6 @@ from stages.prepared import Encoded, Scaling
 # A run whose last epoch's loss is this many times its first has blown up, even if no value overflowed
 # (Adam's bounded steps keep the loss finite at lr = 1e12, but the model is garbage).
 DIVERGED_GROWTH = 10.0
-# Minibatch training gathers the rows of this many batches at once.
-GATHER_BATCHES = 64
 
 
 def describe_training(spec: ModelSpec, n_rows: int) -> str:
@@ -237,30 +235,6 @@ def fit_lbfgs(
     return _log(losses, stopper)
 
 
-def minibatches(n_rows: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"):
-    """One epoch's batches of row indices: slices of a fresh permutation drawn from `generator` (on the
-    CPU, so the order is the same on every device), each row exactly once."""
-    # int32 indices where they fit: the same permutation in half the memory (305 MiB at 8e7 rows)
-    dtype = torch.int32 if n_rows < 2**31 else torch.int64
-    return torch.randperm(n_rows, generator=generator, dtype=dtype).to(device).split(batch_size)
-
-
-def gathered(X: torch.Tensor, y: torch.Tensor, chunks: tuple[torch.Tensor, ...], ahead: bool = True):
-    """(X rows, y rows) of each chunk of row indices in turn; on the CPU and with `ahead`, the next chunk's
-    rows are gathered by a second thread while the caller trains on these.
-
-    A chunk holds GATHER_BATCHES batches: one gather (index_select, not X[rows]: about 3x faster for random
-    rows) instead of one per batch, each batch then a slice of it. The gather is mostly waiting for memory
-    (random rows of a table larger than the CPU's caches) and the training step one thread's arithmetic,
-    so on two cores they overlap; the rows and the order are the same as gathering in line.
-    """
-    gather = lambda rows: (X.index_select(0, rows), y.index_select(0, rows))  # noqa: E731
-    if X.device.type != "cpu" or not ahead:
-        yield from map(gather, chunks)
-    else:
-        yield from one_ahead(gather, chunks, "gather")
-
-
 def _check_finite(spec: ModelSpec, value: float, where: str) -> None:
     if not np.isfinite(value):
         raise UserError(
@@ -324,13 +298,15 @@ def fit_adam(
                 total, where = trainer.step(X, y, total_rows), f"at step {epoch}"
             else:
                 total, where = torch.zeros((), dtype=X.dtype, device=X.device), f"in epoch {epoch}"
-                local, counts, sizes = _shard_batches(minibatches(total_rows, total_rows, shuffle)[0], rank, n_rows,
-                                                      batch)  # fmt: skip
-                groups = [range(k, min(k + GATHER_BATCHES, len(counts))) for k in range(0, len(counts), GATHER_BATCHES)]
+                order = batches.minibatches(total_rows, total_rows, shuffle)[0]  # the whole permutation
+                local, counts, sizes = batches.shard_batches(order, rank, n_rows, batch)
+                step = batches.GATHER_BATCHES
+                groups = [range(k, min(k + step, len(counts))) for k in range(0, len(counts), step)]
                 bounds = np.cumsum([0, *counts])
                 chunks = tuple(local[bounds[g.start] : bounds[g.stop]].to(X.device) for g in groups)
                 # one process gathers the next chunk on a second thread; workers already keep the cores busy
-                for group, (X_rows, y_rows) in zip(groups, gathered(X, y, chunks, collective is None), strict=True):
+                rows = batches.gathered(X, y, chunks, ahead=collective is None)
+                for group, (X_rows, y_rows) in zip(groups, rows, strict=True):
                     offset = 0
                     for k in group:
                         total += trainer.step(X_rows[offset : offset + counts[k]], y_rows[offset : offset + counts[k]],
@@ -346,17 +322,3 @@ def fit_adam(
         _check_finite(spec, float("nan"), f"in epoch {len(losses)} (the weights are no longer finite)")
     _check_growth(spec, losses)
     return _log(losses, stopper)
-
-
-def _shard_batches(order: torch.Tensor, rank: int, n_rows: int, batch: int):
-    """(this worker's rows in the order of the permutation `order` of all the workers' rows, how many of
-    them each batch holds, each batch's size): worker `rank` holds rows rank * n_rows onwards."""
-    sizes = [min(batch, len(order) - start) for start in range(0, len(order), batch)]
-    if len(order) == n_rows:  # one process: every row is its own
-        return order, sizes, sizes
-    low = rank * n_rows
-    mine = (order >= low) & (order < low + n_rows)
-    flags = torch.zeros(len(sizes) * batch, dtype=torch.int32)
-    flags[: len(mine)] = mine
-    counts = flags.view(len(sizes), batch).sum(dim=1).tolist()
-    return order[mine] - low, counts, sizes

@@ -36,7 +36,7 @@ def test_device_choice_follows_what_torch_sees(cuda):
 
 def test_auto_keeps_a_model_whose_steps_are_too_small_for_a_gpu_on_the_cpu(cuda):
     """The rule train.device: auto follows when a GPU is there: the two MLPs measured on an H200 fall on the
-    sides the measurements put them (benchmarks/README.md, "CPU or GPU")."""
+    sides the measurements put them (benchmarks/README.md, "Measurements behind the code")."""
     assert device.step_work(SMALL, 8, 8_000_000) == 1024 * (8 * 10 + 10)
     assert device.step_work(LARGE, 8, 8_000_000) == 8192 * (8 * 256 + 256 * 256 + 256)
     assert device.step_work(SMALL, 8, 8_000_000) < device.GPU_MIN_STEP_WORK < device.step_work(LARGE, 8, 8_000_000)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from stages import least_squares, models, training
+from stages import batches, least_squares, models, training
 from stages.errors import UserError
 from stages.params import EarlyStopping, ModelSpec
 from stages.prepared import Scaling
@@ -100,13 +100,13 @@ def test_float64_training_gives_float64_weights_and_a_closer_fit():
 
 def test_minibatches_cover_every_row_exactly_once_per_epoch_in_a_seeded_order():
     generator = torch.Generator().manual_seed(3)
-    epochs = [training.minibatches(1000, 64, generator) for _ in range(3)]
-    for batches in epochs:
-        assert [len(b) for b in batches] == [64] * 15 + [40]
-        assert sorted(torch.cat(batches).tolist()) == list(range(1000))
+    epochs = [batches.minibatches(1000, 64, generator) for _ in range(3)]
+    for epoch in epochs:
+        assert [len(b) for b in epoch] == [64] * 15 + [40]
+        assert sorted(torch.cat(epoch).tolist()) == list(range(1000))
     assert not torch.equal(torch.cat(epochs[0]), torch.cat(epochs[1]))  # reshuffled every epoch
     again = torch.Generator().manual_seed(3)
-    assert torch.equal(torch.cat(training.minibatches(1000, 64, again)), torch.cat(epochs[0]))
+    assert torch.equal(torch.cat(batches.minibatches(1000, 64, again)), torch.cat(epochs[0]))
     # int32 indices (half the memory of int64 at 10^8 rows), the same permutation torch draws as int64
     assert epochs[0][0].dtype == torch.int32
     assert torch.equal(torch.cat(epochs[0]).long(), torch.randperm(1000, generator=torch.Generator().manual_seed(3)))
@@ -172,13 +172,13 @@ def test_rows_gathered_ahead_on_a_second_thread_are_the_rows_in_order():
     and stops its thread when the caller stops early."""
     generator = torch.Generator().manual_seed(1)
     X, y = torch.randn(1000, 3, generator=generator), torch.randn(1000, generator=generator)
-    chunks = training.minibatches(1000, 96, generator)  # 11 chunks, the last of 40 rows
-    got = list(training.gathered(X, y, chunks))
+    chunks = batches.minibatches(1000, 96, generator)  # 11 chunks, the last of 40 rows
+    got = list(batches.gathered(X, y, chunks))
     assert len(got) == len(chunks) == 11
     for (X_rows, y_rows), rows in zip(got, chunks, strict=True):
         assert torch.equal(X_rows, X[rows.long()]) and torch.equal(y_rows, y[rows.long()])
-    assert [len(r) for _, r in training.gathered(X, y, chunks[:1])] == [96]  # one chunk: no thread
-    first = training.gathered(X, y, chunks)
+    assert [len(r) for _, r in batches.gathered(X, y, chunks[:1])] == [96]  # one chunk: no thread
+    first = batches.gathered(X, y, chunks)
     next(first)
     first.close()  # the pool shuts down; nothing left running
     import threading
@@ -194,7 +194,7 @@ def test_minibatch_training_gives_the_same_weights_whatever_the_number_of_gather
     X, y = torch.randn(500, 2, generator=generator), torch.randn(500, generator=generator)
 
     def weights(gather_batches: int):
-        monkeypatch.setattr(training, "GATHER_BATCHES", gather_batches)
+        monkeypatch.setattr(batches, "GATHER_BATCHES", gather_batches)
         torch.manual_seed(0)
         model = models.build_model({"kind": "mlp", "n_features": 2, "hidden": [5], "activation": "tanh"})
         log = training.fit_adam(model, X, y, spec, seed=4)
