@@ -6,7 +6,7 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,90 +32,6 @@ MODEL_NAME_MAX = 100
 COLUMN_TYPES = ("numeric", "categorical", "boolean", "date")  # data.columns (stages/columns.py infers them)
 MISSING_POLICIES = ("impute", "error")
 ALL_FEATURES = "all"
-
-
-@dataclass(frozen=True)
-class DataParams:
-    path: str
-    features: tuple[str, ...] | str  # column names, or "all": every column but the target and data.drop
-    target: str
-    test_size: float = 0.0
-    split_seed: int = 0
-    standardize: bool = False
-    drop: tuple[str, ...] = ()  # with features: all, the columns left out
-    columns: dict[str, str] = field(default_factory=dict)  # column name -> one of COLUMN_TYPES, over the inferred
-    missing: str = "impute"  # impute: training medians (+ indicators), a category of its own; error: refuse
-    min_frequency: int = 5  # categories in fewer training rows are grouped as one infrequent feature
-
-
-@dataclass(frozen=True)
-class Distributed:
-    """train.distributed: worker processes started through torchrun (torch.distributed.run)."""
-
-    nproc_per_node: int = 1  # worker processes on this machine; 1 (and nnodes 1) = no torch.distributed
-    nnodes: int = 1  # machines taking part
-    rdzv_endpoint: str = "127.0.0.1:29400"  # host:port of node 0, reachable from every node
-    backend: str = "auto"  # gloo on the CPU, nccl on CUDA
-
-    @property
-    def world_size(self) -> int:
-        return self.nproc_per_node * self.nnodes
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    seed: int = 0
-    log_every: int = 100
-    dtype: str = "float32"
-    # cpu unless asked: a GPU gives different bits, and a dvc.lock must reproduce on every machine
-    device: str = "cpu"
-    distributed: Distributed = Distributed()
-
-
-@dataclass(frozen=True)
-class EarlyStopping:
-    """Hold out `validation_fraction` of the training rows; stop after `patience` epochs in which their loss
-    did not fall below its best, and keep the weights of the best epoch."""
-
-    validation_fraction: float
-    patience: int
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One entry under `models:`; fields that do not apply to the kind keep their defaults."""
-
-    name: str
-    kind: str
-    lr: float = 0.0  # unused by solver: exact
-    epochs: int = 0  # unused by solver: exact
-    solver: str = "adam"
-    hidden: tuple[int, ...] = ()
-    activation: str = "tanh"
-    init: str = "auto"  # an MLP's initial weights: auto | glorot | he | torch
-    batch_size: int = 0
-    weight_decay: float = 0.0  # decoupled, as torch.optim.AdamW: Adam only
-    early_stopping: EarlyStopping | None = None
-
-    @property
-    def method(self) -> str:
-        """How the model is fitted: adam, lbfgs or exact (an MLP is always trained by Adam)."""
-        return self.solver if self.kind == "linear" else "adam"
-
-
-@dataclass(frozen=True)
-class Params:
-    data: DataParams
-    train: TrainParams
-    models: dict[str, ModelSpec]
-    source: str = PARAMS_FILE  # the file these came from, for messages
-    export: tuple[str, ...] = ()  # models that export@<model> writes as ONNX (docs/serving.md)
-
-    def model(self, name: str) -> ModelSpec:
-        """The spec of one model, or a UserError listing the models there are."""
-        if name not in self.models:
-            raise UserError(f"{self.source}: no model {name!r} under models; known: {', '.join(self.models)}")
-        return self.models[name]
 
 
 class ParamsError(Exception):
@@ -246,21 +162,6 @@ def _column_types(key: str, value: Any) -> dict[str, str]:
     return {_text(f"{key} key", name): _choice(COLUMN_TYPES)(f"{key}.{name}", kind) for name, kind in value.items()}
 
 
-DATA_FIELDS: dict[str, Callable[[str, Any], Any]] = {
-    "path": _text,
-    "features": _features,
-    "target": _text,
-    "test_size": _fraction,
-    "split_seed": _integer(minimum=0, maximum=SEED_MAX),
-    "standardize": _boolean,
-    "drop": lambda key, value: _column_list(key, value, empty=True),
-    "columns": _column_types,
-    "missing": _choice(MISSING_POLICIES),
-    "min_frequency": _integer(minimum=1),
-}
-DATA_REQUIRED = ("path", "features", "target")
-
-
 def _endpoint(key: str, value: Any) -> str:
     text = _text(key, value)
     host, _, port = text.rpartition(":")
@@ -269,31 +170,79 @@ def _endpoint(key: str, value: Any) -> str:
     return text
 
 
-DISTRIBUTED_FIELDS: dict[str, Callable[[str, Any], Any]] = {
-    "nproc_per_node": _integer(minimum=1, maximum=1024),
-    "nnodes": _integer(minimum=1, maximum=1024),
-    "rdzv_endpoint": _endpoint,
-    "backend": _choice(BACKENDS),
-}
+def param(check: Callable[[str, Any], Any], default: Any = MISSING, *, factory: Any = MISSING,
+          kinds: tuple[str, ...] = MODEL_KINDS, required: bool = False):  # fmt: skip
+    """A parameter, declared once: its dataclass field, default (none: the key is required), and `check`,
+    which types a value read from params.yaml or raises ParamsError naming its dotted key. For a model's
+    fields, `kinds` are the kinds that take it and `required` says the file must set it (unless the
+    linear model's solver is exact, which has no learning rate or epochs)."""
+    metadata = {"check": check, "kinds": kinds, "required": required}
+    return field(default=default, default_factory=factory, metadata=metadata)
+
+
+def checks(cls, kind: str | None = None) -> dict[str, Callable[[str, Any], Any]]:
+    """Each parameter of a params dataclass (of one model kind) and its check, in the order they are declared."""
+    return {f.name: f.metadata["check"] for f in fields(cls)
+            if "check" in f.metadata and (kind is None or kind in f.metadata["kinds"])}  # fmt: skip
+
+
+def required(cls, kind: str | None = None) -> tuple[str, ...]:
+    """The parameters the file must set: those without a default, or marked required (for a model kind)."""
+    return tuple(f.name for f in fields(cls) if "check" in f.metadata and (kind is None or kind in f.metadata["kinds"])
+                 and (f.metadata["required"] or (f.default is MISSING and f.default_factory is MISSING)))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DataParams:
+    path: str = param(_text)
+    features: tuple[str, ...] | str = param(_features)  # column names, or "all": every column but target and drop
+    target: str = param(_text)
+    test_size: float = param(_fraction, 0.0)
+    split_seed: int = param(_integer(minimum=0, maximum=SEED_MAX), 0)
+    standardize: bool = param(_boolean, False)
+    drop: tuple[str, ...] = param(lambda key, value: _column_list(key, value, empty=True), ())  # with features: all
+    columns: dict[str, str] = param(_column_types, factory=dict)  # column name -> a COLUMN_TYPE, over the inferred
+    missing: str = param(_choice(MISSING_POLICIES), "impute")  # impute: medians (+ indicators), a category of its own
+    min_frequency: int = param(_integer(minimum=1), 5)  # categories in fewer training rows: one infrequent feature
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """train.distributed: worker processes started through torchrun (torch.distributed.run)."""
+
+    nproc_per_node: int = param(_integer(minimum=1, maximum=1024), 1)  # workers here; 1 (and nnodes 1): no workers
+    nnodes: int = param(_integer(minimum=1, maximum=1024), 1)  # machines taking part
+    rdzv_endpoint: str = param(_endpoint, "127.0.0.1:29400")  # host:port of node 0, reachable from every node
+    backend: str = param(_choice(BACKENDS), "auto")  # gloo on the CPU, nccl on CUDA
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
 
 
 def _distributed(key: str, value: Any) -> Distributed:
     if not isinstance(value, Mapping):
         raise ParamsError(f"{key} must be a mapping, e.g. {{nproc_per_node: 2}}, got {_describe(value)}")
-    return Distributed(**_checked(value, DISTRIBUTED_FIELDS, f"{key}."))
+    return Distributed(**_checked(value, checks(Distributed), f"{key}."))
 
 
-TRAIN_FIELDS: dict[str, Callable[[str, Any], Any]] = {
-    "seed": _integer(minimum=0, maximum=SEED_MAX),
-    "log_every": _integer(minimum=1),
-    "dtype": _choice(DTYPES),
-    "device": _choice(DEVICES),
-    "distributed": _distributed,
-}
-EARLY_STOPPING_FIELDS: dict[str, Callable[[str, Any], Any]] = {
-    "validation_fraction": _number(lambda v: 0.0 < v < 1.0, "in (0, 1)"),
-    "patience": _integer(minimum=1),
-}
+@dataclass(frozen=True)
+class TrainParams:
+    seed: int = param(_integer(minimum=0, maximum=SEED_MAX), 0)
+    log_every: int = param(_integer(minimum=1), 100)
+    dtype: str = param(_choice(DTYPES), "float32")
+    # cpu unless asked: a GPU gives different bits, and a dvc.lock must reproduce on every machine
+    device: str = param(_choice(DEVICES), "cpu")
+    distributed: Distributed = param(_distributed, Distributed())
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Hold out `validation_fraction` of the training rows; stop after `patience` epochs in which their loss
+    did not fall below its best, and keep the weights of the best epoch."""
+
+    validation_fraction: float = param(_number(lambda v: 0.0 < v < 1.0, "in (0, 1)"))
+    patience: int = param(_integer(minimum=1))
 
 
 def _early_stopping(key: str, value: Any) -> EarlyStopping:
@@ -301,30 +250,46 @@ def _early_stopping(key: str, value: Any) -> EarlyStopping:
         raise ParamsError(
             f"{key} must be a mapping, e.g. {{validation_fraction: 0.2, patience: 50}}, got {_describe(value)}"
         )
-    _reject_unknown(value, EARLY_STOPPING_FIELDS, f"{key}.")
-    _require(value, tuple(EARLY_STOPPING_FIELDS), f"{key}.")
-    return EarlyStopping(**_checked(value, EARLY_STOPPING_FIELDS, f"{key}."))
+    _reject_unknown(value, checks(EarlyStopping), f"{key}.")
+    _require(value, required(EarlyStopping), f"{key}.")
+    return EarlyStopping(**_checked(value, checks(EarlyStopping), f"{key}."))
 
 
-COMMON_MODEL_FIELDS: dict[str, Callable[[str, Any], Any]] = {
-    "kind": _choice(MODEL_KINDS),
-    "lr": _positive,
-    "epochs": _integer(minimum=1),
-    "weight_decay": _number(lambda v: v >= 0, ">= 0"),
-    "early_stopping": _early_stopping,
-}
-MODEL_FIELDS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
-    "linear": {**COMMON_MODEL_FIELDS, "solver": _choice(SOLVERS)},
-    "mlp": {
-        **COMMON_MODEL_FIELDS,
-        "hidden": _hidden_sizes,
-        "activation": _choice(ACTIVATIONS),
-        "init": _choice(INITS),
-        "batch_size": _integer(minimum=0),
-    },
-}
-GRADIENT_REQUIRED = ("lr", "epochs")
-MODEL_REQUIRED_BY_KIND = {"linear": GRADIENT_REQUIRED, "mlp": (*GRADIENT_REQUIRED, "hidden")}
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry under `models:`; fields that do not apply to the kind keep their defaults."""
+
+    name: str
+    kind: str = param(_choice(MODEL_KINDS))
+    lr: float = param(_positive, 0.0, required=True)  # unused by solver: exact
+    epochs: int = param(_integer(minimum=1), 0, required=True)  # unused by solver: exact
+    weight_decay: float = param(_number(lambda v: v >= 0, ">= 0"), 0.0)  # decoupled, as torch.optim.AdamW: Adam only
+    early_stopping: EarlyStopping | None = param(_early_stopping, None)
+    solver: str = param(_choice(SOLVERS), "adam", kinds=("linear",))
+    hidden: tuple[int, ...] = param(_hidden_sizes, (), kinds=("mlp",), required=True)
+    activation: str = param(_choice(ACTIVATIONS), "tanh", kinds=("mlp",))
+    init: str = param(_choice(INITS), "auto", kinds=("mlp",))  # an MLP's initial weights: auto | glorot | he | torch
+    batch_size: int = param(_integer(minimum=0), 0, kinds=("mlp",))
+
+    @property
+    def method(self) -> str:
+        """How the model is fitted: adam, lbfgs or exact (an MLP is always trained by Adam)."""
+        return self.solver if self.kind == "linear" else "adam"
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    train: TrainParams
+    models: dict[str, ModelSpec]
+    source: str = PARAMS_FILE  # the file these came from, for messages
+    export: tuple[str, ...] = ()  # models that export@<model> writes as ONNX (docs/serving.md)
+
+    def model(self, name: str) -> ModelSpec:
+        """The spec of one model, or a UserError listing the models there are."""
+        if name not in self.models:
+            raise UserError(f"{self.source}: no model {name!r} under models; known: {', '.join(self.models)}")
+        return self.models[name]
 
 
 # What to write when a top-level section is missing or empty. dvc.yaml names each section as a parameter
@@ -383,16 +348,16 @@ def _model_spec(name: Any, raw: Any) -> ModelSpec:
         raise ParamsError(f"models.{name} must be a mapping of settings, got {_describe(raw)}")
     _require(raw, ("kind",), prefix)
     kind = _choice(MODEL_KINDS)(f"{prefix}kind", raw["kind"])
-    fields = _checked(raw, MODEL_FIELDS[kind], prefix)  # unknown keys first: a typo is also a missing key
+    values = _checked(raw, checks(ModelSpec, kind), prefix)  # unknown keys first: a typo is also a missing key
     # The exact solver has no learning rate or epochs; they may stay in the file (for switching back).
-    _require(raw, () if fields.get("solver") == "exact" else MODEL_REQUIRED_BY_KIND[kind], prefix)
-    solver = fields.get("solver", "adam")
-    if fields.get("weight_decay") and solver != "adam":
+    _require(raw, () if values.get("solver") == "exact" else required(ModelSpec, kind), prefix)
+    solver = values.get("solver", "adam")
+    if values.get("weight_decay") and solver != "adam":
         raise ParamsError(f"{prefix}weight_decay is Adam's (decoupled, as in AdamW); solver {solver} has none: "
                           "use solver: adam, or remove weight_decay")  # fmt: skip
-    if fields.get("early_stopping") and solver == "exact":
+    if values.get("early_stopping") and solver == "exact":
         raise ParamsError(f"{prefix}early_stopping needs epochs to stop; solver exact has none: remove it")
-    return ModelSpec(name=name, **fields)
+    return ModelSpec(name=name, **values)
 
 
 def _check_distributed(train: TrainParams, models: Mapping[str, ModelSpec]) -> None:
@@ -421,9 +386,9 @@ def _parse(raw: Any, source: str) -> Params:
         raise ParamsError(f"the file must hold a mapping with data, train and models, got {_describe(raw)}")
     _reject_unknown(raw, ("data", "train", "models", "export"), "")
     data_raw = _section(raw, "data")
-    _reject_unknown(data_raw, DATA_FIELDS, "data.")
-    _require(data_raw, DATA_REQUIRED, "data.")
-    data = DataParams(**_checked(data_raw, DATA_FIELDS, "data."))
+    _reject_unknown(data_raw, checks(DataParams), "data.")
+    _require(data_raw, required(DataParams), "data.")
+    data = DataParams(**_checked(data_raw, checks(DataParams), "data."))
     if data.features != ALL_FEATURES and data.target in data.features:
         raise ParamsError(f"data.target {data.target!r} is also listed in data.features; remove it from one")
     if data.target in data.drop:
@@ -435,7 +400,7 @@ def _parse(raw: Any, source: str) -> Params:
     if data.columns.get(data.target, "numeric") != "numeric":
         raise ParamsError(f"data.columns makes the target {data.target!r} {data.columns[data.target]}; the target "
                           "must be numeric: remove it from data.columns")  # fmt: skip
-    train = TrainParams(**_checked(_section(raw, "train"), TRAIN_FIELDS, "train."))
+    train = TrainParams(**_checked(_section(raw, "train"), checks(TrainParams), "train."))
     models_raw = _section(raw, "models")
     if not models_raw:
         raise ParamsError(
