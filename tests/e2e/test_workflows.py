@@ -62,22 +62,6 @@ def test_exp_run_can_add_a_whole_model(repo):
     assert "Data and pipelines are up to date." in sh(repo, "dvc", "status").stdout
 
 
-def test_a_queue_of_two_experiments_runs_and_is_listed(repo):
-    for lr in ("0.005", "0.03"):
-        sh(repo, "dvc", "exp", "run", "--queue", "-S", f"models.mlp.lr={lr}")
-    sh(repo, "dvc", "exp", "run", "--run-all")
-    shown = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
-    runs = [exp for entry in shown for group in entry.get("experiments") or [] for exp in group["revs"]]
-    by_lr = {}
-    for run in runs:
-        data = run["data"]
-        lr = data["params"]["params.yaml"]["data"]["models"]["mlp"]["lr"]
-        by_lr[lr] = data["metrics"]["metrics/mlp.json"]["data"]["train"]["mse"]
-    assert {0.005, 0.03} <= set(by_lr)
-    assert by_lr[0.005] != by_lr[0.03]
-    sh(repo, "dvc", "exp", "remove", "--all-commits", "-A", check=False)
-
-
 def test_check_repro_tells_noise_from_a_real_change(repo):
     assert "check-repro: OK" in sh(repo, *MAKE, "check-repro").stdout
     set_param(repo, "models.linear.epochs", 1002)  # moves the MSE by less than 1e-6 relative, the epochs by 0.2%
@@ -167,7 +151,9 @@ def test_weight_decay_and_a_queued_grid_over_hidden_and_patience_show_in_exp_sho
         if "early_stopping" in mlp:
             key = (tuple(mlp["hidden"]), mlp["early_stopping"]["patience"])
             validation[key] = data["metrics"]["metrics/mlp.json"]["data"]["validation"]["mse"]
+    # the queue ran all four, listed with their own results (this also covers a queue of experiments)
     assert set(validation) == {((8,), 10), ((8,), 20), ((16,), 10), ((16,), 20)}
+    assert len(set(validation.values())) > 1
     sh(repo, "dvc", "exp", "remove", "--all-commits", "-A", check=False)
     sh(repo, "git", "checkout", "--", ".")
     sh(repo, "dvc", "checkout", "--force", "-q")
