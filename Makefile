@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist: one worker per core; a test file stays on one worker (the distributed tests start their own processes).
+PYTEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 TOL ?= 1e-6
 BASE ?= HEAD~1
 # Stage commands say `python`: make it the project's interpreter for dvc and everything it starts.
@@ -39,10 +42,10 @@ repro: $(STAMP) ## Run the pipeline (dvc repro), and record every stage in DVC's
 	$(BIN)/dvc commit --force --quiet
 
 test: $(STAMP) browser ## Run the whole test suite, slow end-to-end tests included
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Run the tests, skipping the slow end-to-end ones
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 LINTED := stages tests benchmarks .ci
 
