@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stages import models
-from stages.prepared import Encoded, Split, feature_std, sample_rows
+from stages.prepared import Encoded, Split, sample_rows
 
 IMPORTANCE_ROWS = 20_000  # rows sampled for the importance: its noise falls as 1/sqrt(rows), its cost grows
 REPEATS = 5  # permutations per column, averaged
@@ -123,9 +123,9 @@ def partial_dependence(model, X, scaling, columns: list[RawColumn], importance: 
     return curves
 
 
-def standardized_coefficients(coefficients: dict, X: np.ndarray | Encoded, y: np.ndarray, features) -> dict:
+def standardized_coefficients(coefficients: dict, stds: np.ndarray, y: np.ndarray, features) -> dict:
     """A linear model's weights in standard deviations of the target per standard deviation of each feature
-    (over the training rows): comparable across features of any units."""
-    stds, y_std = feature_std(X), float(np.std(y))
+    (`stds`, over the training rows: prepared.feature_stats): comparable across features of any units."""
+    y_std = float(np.std(y))
     return {name: float(coefficients[name] * std / y_std) if y_std else 0.0
             for name, std in zip(features, stds, strict=True)}  # fmt: skip

@@ -4,6 +4,7 @@ out first from their counts."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,11 +83,12 @@ def solve_least_squares(
     norms[norms == 0] = 1.0  # a constant column gets weight 0
 
     def centred(start: int) -> torch.Tensor:
-        block = np.empty((min(block_rows, len(X) - start), n_features + 1))
-        block[:, :n_features] = (X[start : start + block_rows] - X_mean) / norms
-        block[:, n_features] = y[start : start + block_rows] - y_mean
-        release(X[start : start + block_rows])
-        release(y[start : start + block_rows])
+        X_block, y_block = X[start : start + block_rows], y[start : start + block_rows]
+        block = np.empty((len(y_block), n_features + 1))
+        block[:, :n_features] = (X_block - X_mean) / norms
+        block[:, n_features] = y_block - y_mean
+        release(X_block)
+        release(y_block)
         return torch.from_numpy(block)
 
     # The next block is read and centred on a second thread while this one is reduced
@@ -161,11 +163,20 @@ class _Projection:
         self.B = inverse @ (cross / scale[:, None]) / scale[:, None]  # (m, n_dense + 1)
         self.spread = np.maximum(shifted - n * (self.mean - shift) ** 2, 0.0)  # each column's centred squares
         self.offset = self.mean - self.p @ self.B  # what (H - p) B removes from every row, beyond H B
+        self.last = threading.local()  # block(): each thread's last block of residuals
 
     def slots(self, codes: np.ndarray) -> np.ndarray:
         """Each row's one-hot column per block, counted across the blocks (-1: none)."""
         codes = np.asarray(codes, dtype=np.int64)
         return np.where(codes >= 0, codes + self.starts, -1)
+
+    def block(self, X: Encoded, y: np.ndarray, start: int, stop: int, keep: np.ndarray) -> np.ndarray:
+        """residuals(), kept for the thread's next call: the QR reads a block's numbers and then its target
+        (two _Residuals of one block, on one thread), which is then one computation."""
+        key = (start, stop, keep.tobytes())
+        if getattr(self.last, "key", None) != key:
+            self.last.key, self.last.value = key, self.residuals(X, y, start, stop, keep)
+        return self.last.value
 
     def residuals(self, X: Encoded, y: np.ndarray, start: int, stop: int, keep: np.ndarray) -> np.ndarray:
         """[D | y] of rows start:stop less their one-hot part and means; columns not in `keep` are 0."""
@@ -192,7 +203,7 @@ class _Residuals:
 
     def __getitem__(self, index: slice) -> np.ndarray:
         start, stop, _ = index.indices(len(self.X))
-        return self.projection.residuals(self.X, self.y, start, stop, self.keep)[:, self.columns]
+        return self.projection.block(self.X, self.y, start, stop, self.keep)[:, self.columns]
 
 
 def _solve_encoded(X: Encoded, y: np.ndarray, block_rows: int, collective, first_row) -> LeastSquares:

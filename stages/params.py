@@ -180,16 +180,29 @@ def param(check: Callable[[str, Any], Any], default: Any = MISSING, *, factory: 
     return field(default=default, default_factory=factory, metadata=metadata)
 
 
+def _declared(cls, kind: str | None) -> list:
+    """The fields of a params dataclass declared with param() (those of one model kind), in their order."""
+    return [f for f in fields(cls) if "check" in f.metadata and (kind is None or kind in f.metadata["kinds"])]
+
+
 def checks(cls, kind: str | None = None) -> dict[str, Callable[[str, Any], Any]]:
     """Each parameter of a params dataclass (of one model kind) and its check, in the order they are declared."""
-    return {f.name: f.metadata["check"] for f in fields(cls)
-            if "check" in f.metadata and (kind is None or kind in f.metadata["kinds"])}  # fmt: skip
+    return {f.name: f.metadata["check"] for f in _declared(cls, kind)}
 
 
 def required(cls, kind: str | None = None) -> tuple[str, ...]:
     """The parameters the file must set: those without a default, or marked required (for a model kind)."""
-    return tuple(f.name for f in fields(cls) if "check" in f.metadata and (kind is None or kind in f.metadata["kinds"])
-                 and (f.metadata["required"] or (f.default is MISSING and f.default_factory is MISSING)))  # fmt: skip
+    return tuple(f.name for f in _declared(cls, kind)
+                 if f.metadata["required"] or (f.default is MISSING and f.default_factory is MISSING))  # fmt: skip
+
+
+def _build(cls, section: Mapping[str, Any], prefix: str):
+    """cls from a section of the file: unknown keys refused first (a typo is also a missing key), then
+    missing ones, then each value checked."""
+    known = checks(cls)
+    _reject_unknown(section, known, prefix)
+    _require(section, required(cls), prefix)
+    return cls(**_checked(section, known, prefix))
 
 
 @dataclass(frozen=True)
@@ -223,7 +236,7 @@ class Distributed:
 def _distributed(key: str, value: Any) -> Distributed:
     if not isinstance(value, Mapping):
         raise ParamsError(f"{key} must be a mapping, e.g. {{nproc_per_node: 2}}, got {_describe(value)}")
-    return Distributed(**_checked(value, checks(Distributed), f"{key}."))
+    return _build(Distributed, value, f"{key}.")
 
 
 @dataclass(frozen=True)
@@ -250,9 +263,7 @@ def _early_stopping(key: str, value: Any) -> EarlyStopping:
         raise ParamsError(
             f"{key} must be a mapping, e.g. {{validation_fraction: 0.2, patience: 50}}, got {_describe(value)}"
         )
-    _reject_unknown(value, checks(EarlyStopping), f"{key}.")
-    _require(value, required(EarlyStopping), f"{key}.")
-    return EarlyStopping(**_checked(value, checks(EarlyStopping), f"{key}."))
+    return _build(EarlyStopping, value, f"{key}.")
 
 
 @dataclass(frozen=True)
@@ -385,10 +396,7 @@ def _parse(raw: Any, source: str) -> Params:
     if not isinstance(raw, Mapping):
         raise ParamsError(f"the file must hold a mapping with data, train and models, got {_describe(raw)}")
     _reject_unknown(raw, ("data", "train", "models", "export"), "")
-    data_raw = _section(raw, "data")
-    _reject_unknown(data_raw, checks(DataParams), "data.")
-    _require(data_raw, required(DataParams), "data.")
-    data = DataParams(**_checked(data_raw, checks(DataParams), "data."))
+    data = _build(DataParams, _section(raw, "data"), "data.")
     if data.features != ALL_FEATURES and data.target in data.features:
         raise ParamsError(f"data.target {data.target!r} is also listed in data.features; remove it from one")
     if data.target in data.drop:
@@ -400,7 +408,7 @@ def _parse(raw: Any, source: str) -> Params:
     if data.columns.get(data.target, "numeric") != "numeric":
         raise ParamsError(f"data.columns makes the target {data.target!r} {data.columns[data.target]}; the target "
                           "must be numeric: remove it from data.columns")  # fmt: skip
-    train = TrainParams(**_checked(_section(raw, "train"), checks(TrainParams), "train."))
+    train = _build(TrainParams, _section(raw, "train"), "train.")
     models_raw = _section(raw, "models")
     if not models_raw:
         raise ParamsError(

@@ -274,12 +274,11 @@ def main(argv: list[str] | None = None) -> None:
     }
     losses = {name: read_losses(name) for name in params.models}
 
-    for path, data in draw(split.features, split.target, samples, found).items():
+    figures = draw(split.features, split.target, samples, found)
+    for path, data in figures.items():
         write_bytes(path, data)
     write_text(paths.LOSSES_FILE, overlay_losses(losses))
-    figures = ", ".join(str(path) for path in (paths.FIT_FIGURE, paths.PREDICTED_FIGURE, paths.RESIDUALS_FIGURE,
-                                                paths.IMPORTANCE_FIGURE))  # fmt: skip
-    print(f"plot: wrote {figures} and {paths.LOSSES_FILE}")
+    print(f"plot: wrote {', '.join(map(str, figures))} and {paths.LOSSES_FILE}")
 
 
 if __name__ == "__main__":

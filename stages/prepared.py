@@ -158,6 +158,11 @@ class Moments:
         return math.sqrt(self.var)
 
 
+def column_moments(block: np.ndarray) -> list[Moments]:
+    """The Moments of each column of a block of rows."""
+    return [Moments(np.ascontiguousarray(block[:, j])) for j in range(block.shape[1])]
+
+
 class ScalingFit:
     """prepare's training scaling: the mean and population std of every column (features, then the
     target) over the training rows, added block by block as they are written and merged (Moments); one
@@ -172,7 +177,7 @@ class ScalingFit:
         """Add a block of training rows: features (rows, columns) and target (rows,)."""
         if not len(y):
             return
-        group = [*(Moments(np.ascontiguousarray(X[:, j])) for j in range(X.shape[1])), Moments(y)]
+        group = [*column_moments(X), Moments(y)]
         if self.moments is None:
             self.moments, self.first = group, np.append(X[0], y[0])
             return
@@ -195,40 +200,43 @@ class ScalingFit:
         return Scaling(tuple(means[:-1]) + (0.0,) * one_hot, tuple(stds[:-1]) + (1.0,) * one_hot, means[-1], stds[-1])
 
 
-def feature_ranges(X: np.ndarray | Encoded, block_rows: int = 1 << 16) -> tuple[list[float], list[float]]:
-    """(lowest, highest) value of each numeric feature over the rows (the dense part of Encoded rows; one-hot
-    features have none), block by block, each block's pages of a mapped file released once read."""
+@dataclass(frozen=True)
+class FeatureStats:
+    """Of each feature over the training rows: the numeric ones' lowest and highest values (the dense part of
+    Encoded rows; one-hot features have none), and, where asked, every feature's population std."""
+
+    low: list[float]
+    high: list[float]
+    std: np.ndarray | None
+
+
+def feature_stats(X: np.ndarray | Encoded, std: bool = False, block_rows: int = 1 << 16) -> FeatureStats:
+    """FeatureStats in one pass over the rows, block by block (each block's pages of a mapped file released
+    once read), the stds merged (Moments), the one-hot features' from their counts."""
     dense = X.dense if isinstance(X, Encoded) else X
     low, high = np.full(dense.shape[1], np.inf), np.full(dense.shape[1], -np.inf)
-    for start in range(0, len(dense), block_rows):
-        block = dense[start : start + block_rows]
-        np.minimum(low, block.min(axis=0, initial=np.inf), out=low)
-        np.maximum(high, block.max(axis=0, initial=-np.inf), out=high)
-        release(block)
-    return low.tolist(), high.tolist()
-
-
-def feature_std(X: np.ndarray | Encoded, block_rows: int = 1 << 16) -> np.ndarray:
-    """The population standard deviation of every feature over the rows (one-hot ones from their counts),
-    merged block by block (Moments)."""
-    dense = X.dense if isinstance(X, Encoded) else X
     moments: list[Moments] | None = None
     for start in range(0, len(dense), block_rows):
         block = np.asarray(dense[start : start + block_rows], dtype=np.float64)
-        parts = [Moments(np.ascontiguousarray(block[:, j])) for j in range(block.shape[1])]
+        np.minimum(low, block.min(axis=0, initial=np.inf), out=low)
+        np.maximum(high, block.max(axis=0, initial=-np.inf), out=high)
+        if std:
+            parts = column_moments(block)
+            if moments is None:
+                moments = parts
+            else:
+                for total, part in zip(moments, parts, strict=True):
+                    total.merge(part)
         release(dense[start : start + block_rows])
-        if moments is None:
-            moments = parts
-        else:
-            for total, part in zip(moments, parts, strict=True):
-                total.merge(part)
-    stds = [part.std for part in moments or []]
-    if isinstance(X, Encoded):
-        for j, width in enumerate(X.widths):
+    stds = None
+    if std:
+        stds = [part.std for part in moments or []]
+        for j, width in enumerate(X.widths if isinstance(X, Encoded) else ()):
             codes = np.asarray(X.codes[:, j])
             p = np.bincount(codes[codes >= 0], minlength=width)[:width] / max(len(codes), 1)
             stds += np.sqrt(p * (1 - p)).tolist()
-    return np.asarray(stds)
+        stds = np.asarray(stds)
+    return FeatureStats(low.tolist(), high.tolist(), stds)
 
 
 def sample_rows(n_rows: int, limit: int, seed: int = 0) -> np.ndarray:

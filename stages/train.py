@@ -18,7 +18,7 @@ from stages.errors import UserError, run_stage
 from stages.io import atomic_open, write_bytes, write_json, write_text, written_in_place
 from stages.params import ModelSpec, TrainParams, load_params
 from stages.paths import PREPARED_DIR
-from stages.prepared import Split, feature_ranges, read_split, seeded_split
+from stages.prepared import Split, feature_stats, read_split, seeded_split
 
 # DVCLive writes each epoch's row as it comes (the file grows while training runs), but its summary and the
 # signals DVC's VS Code extension follows cost about 2 ms a write: they are written at most this often.
@@ -191,10 +191,13 @@ def fit_model(
         "parameters": sum(r["params"] for r in layers),
         "final_train_loss": history.losses[-1],
     }
+    # one pass over the training rows: each numeric feature's range (predict warns about rows beyond it),
+    # and a linear model's feature stds (its standardized coefficients)
+    stats = feature_stats(split.X_train, std=spec.kind == "linear")
     if spec.kind == "linear":
         card["coefficients"] = models.linear_coefficients(model, split.features, split.scaling)
         card["coefficients_standardized"] = importance.standardized_coefficients(
-            card["coefficients"], split.X_train, split.y_train, split.features
+            card["coefficients"], stats.std, split.y_train, split.features
         )
         card["least_squares_mse"] = least_squares_mse
     if predictions is not None:  # which columns matter, on a sample of the test rows (rank 0 alone)
@@ -221,9 +224,7 @@ def fit_model(
     # The .pt file's metadata: enough to rebuild the model and apply it to raw rows (stages/predict.py).
     meta = {key: card[key] for key in ("name", "architecture", "features", "target")}
     meta["scaling"] = split.scaling.to_dict() if split.scaling else None
-    # each numeric feature's training range: predict warns about rows beyond it (extrapolation)
-    low, high = feature_ranges(split.X_train)
-    meta["ranges"] = {"low": low, "high": high}
+    meta["ranges"] = {"low": stats.low, "high": stats.high}  # predict warns about rows beyond (extrapolation)
     if split.transform is not None:  # the raw columns' types, medians and categories (stages/columns.py)
         meta["transform"] = card["transform"] = split.transform
     model_bytes = models.model_bytes(model, meta)
