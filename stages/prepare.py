@@ -6,7 +6,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,17 +23,32 @@ from stages.prepared import SPLIT_GROUP_ROWS, ScalingFit, SplitWriter, held_out_
 from stages.typed_split import IDENTIFIER_LINE, check_training_rows, is_identifier, prepare_typed
 
 
+# A group buffer starts at this many bytes and doubles as rows arrive, up to a whole group: a short, wide
+# table (50 rows of 4,000 columns) takes what its rows need, not 2^20 rows of its width.
+GROUP_BUFFER_START_BYTES = 16 << 20
+
+
 class _GroupBuffer:
     """Rows gathered from the parser's blocks into groups of SPLIT_GROUP_ROWS, the unit of the split: the
     features row-major, as the split files store them, and the target."""
 
     def __init__(self, n_features: int, group_rows: int) -> None:
-        self.X = np.empty((group_rows, n_features), dtype=np.float64)
-        self.y = np.empty(group_rows, dtype=np.float64)
+        self.group_rows = group_rows
+        rows = min(group_rows, max(1, GROUP_BUFFER_START_BYTES // (8 * (n_features + 1))))
+        self.X = np.empty((rows, n_features), dtype=np.float64)
+        self.y = np.empty(rows, dtype=np.float64)
         self.filled = 0
 
+    def _grow(self) -> None:
+        rows = min(self.group_rows, 2 * len(self.y))
+        X, y = np.empty((rows, self.X.shape[1]), dtype=np.float64), np.empty(rows, dtype=np.float64)
+        X[: self.filled], y[: self.filled] = self.X[: self.filled], self.y[: self.filled]
+        self.X, self.y = X, y
+
     def fill(self, block: np.ndarray) -> np.ndarray:
-        """Copy in as much of `block` (features, then the target) as fits; return the rest."""
+        """Copy in as much of `block` (features, then the target) as the group holds; return the rest."""
+        if self.filled + len(block) > len(self.y) and len(self.y) < self.group_rows:
+            self._grow()
         take = min(len(block), len(self.y) - self.filled)
         self.X[self.filled : self.filled + take] = block[:take, :-1]
         self.y[self.filled : self.filled + take] = block[:take, -1]
@@ -40,7 +57,7 @@ class _GroupBuffer:
 
     @property
     def full(self) -> bool:
-        return self.filled == len(self.y)
+        return self.filled == self.group_rows
 
 
 def stream_split(
@@ -136,12 +153,28 @@ class _Identifiers(Exception):
     """Columns found to be identifiers after streaming: the written split is dropped and made again."""
 
 
-def _stream_prepare(data: DataParams, features: list[str], out: Path) -> tuple[int, int]:
+def file_state(path: str | Path) -> tuple[int, int, int]:
+    """What changes when a file is written to: its size, modification time and inode (a file replaced)."""
+    status = os.stat(path)
+    return status.st_size, status.st_mtime_ns, status.st_ino
+
+
+@contextmanager
+def split_folder(out: Path, data: DataParams, state: tuple[int, int, int]) -> Iterator[Path]:
+    """atomic_dir(out), swapped into place only if data.path is still the file that was read (`state`, taken
+    before reading): DVC hashes the file after the stage, and must hash what the splits were made of."""
+    with atomic_dir(out) as folder:
+        yield folder
+        if file_state(data.path) != state:
+            raise UserError(f"{data.path} changed while it was read; run dvc repro again")
+
+
+def _stream_prepare(data: DataParams, features: list[str], out: Path, state: tuple[int, int, int]) -> tuple[int, int]:
     """stream_split into `out`; with data.features: all, a column of distinct whole numbers is an
     identifier, as on the typed path: it is named and the table streamed again without it."""
     whole = np.ones(len(features) + 1, dtype=bool)
     try:
-        with atomic_dir(out) as folder:
+        with split_folder(out, data, state) as folder:
             counts = stream_split(replace(data, features=tuple(features)), folder, whole=whole)
             if data.features == ALL_FEATURES:
                 ids = [features[j] for j in np.flatnonzero(whole[:-1]) if _distinct(folder, j)]
@@ -156,7 +189,7 @@ def _stream_prepare(data: DataParams, features: list[str], out: Path) -> tuple[i
     if not kept:
         raise UserError(f"data: no feature is left to train on in {data.path} (see the lines above); list usable "
                         "columns in data.features")  # fmt: skip
-    with atomic_dir(out) as folder:
+    with split_folder(out, data, state) as folder:
         return stream_split(replace(data, features=tuple(kept)), folder)
 
 
@@ -182,14 +215,15 @@ def main(argv: list[str] | None = None) -> None:
         )
     listed = [] if data.features == ALL_FEATURES else list(data.features)
     header = check_header(data.path, [*listed, data.target])  # not a text file, a missing column: said first
+    state = file_state(data.path)  # before the rows are read
     features = resolve_features(data, header)
     try:
         if data.columns:
             raise FastParseRefused("typed columns")
-        n_train, n_test = _stream_prepare(data, features, Path(args.out))
+        n_train, n_test = _stream_prepare(data, features, Path(args.out), state)
         n_rows = n_train + n_test
     except FastParseRefused:  # a cell that is not a plain number: text, a missing cell, a typo (named there)
-        with atomic_dir(args.out) as folder:
+        with split_folder(Path(args.out), data, state) as folder:
             n_rows, n_train, n_test = prepare_typed(data, header, features, folder)
     n_features = len(json.loads((Path(args.out) / "meta.json").read_text())["features"])
     print(
