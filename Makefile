@@ -35,7 +35,9 @@ browser: ## Install Debian's chromium (apt-get, as root or through sudo) unless 
 	$$sudo apt-get install -y -q --no-install-recommends chromium >/dev/null \
 	  || { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q --no-install-recommends chromium >/dev/null; }
 
-repro: $(STAMP) ## Run the pipeline (dvc repro), and record every stage in DVC's run-cache
+repro: $(STAMP) ## Check params.yaml, run the pipeline (dvc repro), and record every stage in DVC's run-cache
+	@# params.yaml checked first, as the stages read it: dvc would hang on a file whose aliases stand for 10^9 values
+	$(BIN)/python -m stages.params
 	$(BIN)/dvc repro
 	@# DVC records a stage in its run-cache when it runs it. A fresh clone finds evaluate and plot up to date
 	@# (their outputs are in git), so they are recorded here: going back to these params later restores them.

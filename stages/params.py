@@ -449,9 +449,47 @@ def _yaml_problem(path: Path, err: Exception) -> UserError:
     return UserError(f"{path}: invalid YAML{where}: {problem}")
 
 
-def _refuse_ambiguous_numbers(node, path: Path, key: str = "") -> None:
+# A params file whose anchors and aliases (`&a`, `*a`) stand for more values than this is refused before it is
+# loaded: 2 KB of nested aliases can stand for 10^9 values, which any walk over them (DVC's own included) takes
+# hours over. The largest real params files hold a few hundred values.
+MOST_VALUES = 100_000
+
+
+def _expanded_size(node, sizes: dict[int, int]) -> int:
+    """How many values `node` stands for with every alias written out; each node is counted once (`sizes`)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = 1  # a node that contains itself (`&a [*a]`) counts once
+    size = 1
+    if isinstance(node.value, list):
+        for item in node.value:
+            size += (
+                sum(_expanded_size(part, sizes) for part in item)
+                if isinstance(item, tuple)
+                else _expanded_size(item, sizes)
+            )
+    sizes[id(node)] = size
+    return size
+
+
+def _refuse_alias_bomb(node, path: Path) -> None:
+    size = _expanded_size(node, {})
+    if size > MOST_VALUES:
+        raise UserError(
+            f"{path}: its anchors and aliases (&name, *name) stand for {size:,} values, more than {MOST_VALUES:,}; "
+            "write the values out, or drop the aliases (dvc itself may hang on such a file)"
+        )
+
+
+def _refuse_ambiguous_numbers(node, path: Path, key: str = "", seen: set[int] | None = None) -> None:
     """Integers written with a leading zero (`epochs: 010`): YAML 1.2, which DVC and the stages read, makes
-    that 10; YAML 1.1 (PyYAML, many editors' tools) makes it octal 8. Refused, so nobody is surprised."""
+    that 10; YAML 1.1 (PyYAML, many editors' tools) makes it octal 8. Refused, so nobody is surprised. Each
+    node is looked at once, however many aliases name it."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if node.tag == INT_TAG and node.style is None and LEADING_ZERO.fullmatch(node.value):
         raise UserError(
             f"{path}: line {node.start_mark.line + 1}: {key or 'value'}: {node.value} has a leading zero, which "
@@ -461,9 +499,10 @@ def _refuse_ambiguous_numbers(node, path: Path, key: str = "") -> None:
         for item in node.value:
             if isinstance(item, tuple):
                 key_node, value_node = item
-                _refuse_ambiguous_numbers(value_node, path, f"{key}.{key_node.value}" if key else str(key_node.value))
+                name = f"{key}.{key_node.value}" if key else str(key_node.value)
+                _refuse_ambiguous_numbers(value_node, path, name, seen)
             else:
-                _refuse_ambiguous_numbers(item, path, key)
+                _refuse_ambiguous_numbers(item, path, key, seen)
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
@@ -481,10 +520,29 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     yaml = YAML(typ="safe")
     try:
-        raw = yaml.load(text)
         node = yaml.compose(text)
         if node is not None:
+            _refuse_alias_bomb(node, path)
             _refuse_ambiguous_numbers(node, path)
+        raw = yaml.load(text)
     except YAMLError as err:
         raise _yaml_problem(path, err) from None
     return parse_params(raw, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m stages.params [FILE]`: check a params file the way the stages read it. `make repro` runs it
+    before dvc, which reads params.yaml too and has no bound on what its aliases stand for."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m stages.params", description=main.__doc__)
+    parser.add_argument("file", nargs="?", default=PARAMS_FILE, help=f"parameters file (default: {PARAMS_FILE})")
+    load_params(parser.parse_args(argv).file)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from stages.errors import run_stage
+
+    sys.exit(run_stage(main))
