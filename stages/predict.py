@@ -22,6 +22,8 @@ import numpy as np
 from stages.csv_input import is_blank_record, read_cells, read_columns, read_header
 from stages.errors import UserError, os_error_message, run_stage
 from stages.io import atomic_open, file_kind
+from stages.memory import available_bytes, gib
+from stages.model_file import check_model_file
 
 PREDICTION_COLUMN = "prediction"
 PREDICTION_BLOCK = 65536  # predictions turned into Python floats this many at a time
@@ -119,6 +121,21 @@ def range_warning(X: np.ndarray, saved: dict, csv_path: str) -> str | None:
             f"{', '.join(columns)}; the model extrapolates there")  # fmt: skip
 
 
+# Loading a model holds its weights about three times: the freshly built model, the file's tensors, and the
+# layers' outputs for a block of rows (a wide layer's are as large as its weights).
+LOAD_FACTOR = 3
+
+
+def check_room(path: str, weight_bytes: int) -> None:
+    """Refuse a model whose weights cannot be loaded in the memory left, before any is allocated."""
+    need, room = LOAD_FACTOR * weight_bytes, available_bytes()
+    if room is not None and need > room:
+        raise UserError(
+            f"{path}: its weights take {gib(weight_bytes)}, and loading them needs about {gib(need)}; "
+            f"{gib(room)} is available here: predict on a machine with more memory"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m stages.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -135,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     if PREDICTION_COLUMN in header:
         raise UserError(f"{args.csv}: already has a column {PREDICTION_COLUMN!r}; rename or drop it first")
 
+    check_room(args.model, check_model_file(args.model))  # before torch.load allocates what the file declares
     import torch
 
     from stages import models

@@ -56,3 +56,72 @@ def test_a_short_wide_table_is_prepared_in_little_memory(workdir):
     assert result.returncode == 0, result.stderr
     assert "50 rows, 4000 feature(s)" in result.stdout
     assert np.load(workdir / "data" / "prepared" / "X_train.npy").shape == (50, 4000)
+
+
+def _trained_mlp(workdir) -> dict:
+    import torch
+
+    for stage in (["prepare"], ["train", "mlp"]):
+        assert run_module(workdir, *stage).returncode == 0
+    return torch.load(workdir / "models" / "mlp.pt", weights_only=True)
+
+
+def test_a_model_card_declaring_huge_layers_is_refused_before_anything_is_built(workdir):
+    import torch
+
+    saved = _trained_mlp(workdir)
+    saved["architecture"] = {**saved["architecture"], "hidden": [50000, 50000]}  # 10 GB of weights if built
+    torch.save(saved, workdir / "bomb.pt")
+    (workdir / "new.csv").write_text("x\n3\n")
+    result = subprocess.run([sys.executable, "-m", "stages.predict", "bomb.pt", "new.csv", "-o", "out.csv"],
+                            cwd=workdir, env=stage_env(), text=True, capture_output=True,
+                            preexec_fn=_limit_memory(3 << 30))  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: bomb.pt: not a model file written by this pipeline (its parts do not "
+                                    "fit together: its weights are layers.0.bias, ")  # fmt: skip
+    assert result.stderr.count("\n") == 1 and not (workdir / "out.csv").exists()
+
+
+def test_a_deflated_model_file_is_refused_before_it_is_inflated(workdir):
+    import zipfile
+
+    _trained_mlp(workdir)
+    with zipfile.ZipFile(workdir / "models" / "mlp.pt") as source, \
+            zipfile.ZipFile(workdir / "deflated.pt", "w", zipfile.ZIP_DEFLATED) as target:  # fmt: skip
+        for entry in source.infolist():
+            target.writestr(entry.filename, source.read(entry.filename))
+    (workdir / "new.csv").write_text("x\n3\n")
+    for module, args in (("predict", ["deflated.pt", "new.csv", "-o", "out.csv"]),):
+        result = run_module(workdir, module, *args)
+        assert result.returncode == 2
+        assert result.stderr == (
+            "error: deflated.pt: not a model file written by this pipeline (its parts do not fit together: its "
+            "entries are compressed or too many; torch.save stores them as they are)\n"
+        )
+
+
+def test_a_tensor_of_another_shape_than_its_card_says_is_named(workdir):
+    import torch
+
+    saved = _trained_mlp(workdir)
+    saved["state_dict"]["layers.0.weight"] = torch.zeros(10, 3)
+    torch.save(saved, workdir / "odd.pt")
+    (workdir / "new.csv").write_text("x\n3\n")
+    result = run_module(workdir, "predict", "odd.pt", "new.csv", "-o", "out.csv")
+    assert result.returncode == 2
+    assert "(its parts do not fit together: layers.0.weight is 10 x 3, the architecture says 10 x 1)" in result.stderr
+
+
+def test_a_model_too_large_for_the_memory_left_is_refused_with_both_sizes():
+    import pytest
+
+    from stages.errors import UserError
+    from stages.memory import available_bytes
+    from stages.predict import check_room
+
+    room = available_bytes()
+    assert room is not None and room > 0
+    check_room("small.pt", 1 << 20)
+    with pytest.raises(UserError, match=r"^big\.pt: its weights take \d+\.\d GiB, and loading them needs about "
+                                        r"\d+\.\d GiB; \d+\.\d GiB is available here"):  # fmt: skip
+        check_room("big.pt", room)
