@@ -22,7 +22,6 @@ from stages.paths import PREPARED_DIR
 from stages.prepared import SPLIT_GROUP_ROWS, ScalingFit, SplitWriter, held_out_in_group, write_meta
 from stages.typed_split import IDENTIFIER_LINE, check_training_rows, is_identifier, prepare_typed
 
-
 # A group buffer starts at this many bytes and doubles as rows arrive, up to a whole group: a short, wide
 # table (50 rows of 4,000 columns) takes what its rows need, not 2^20 rows of its width.
 GROUP_BUFFER_START_BYTES = 16 << 20
