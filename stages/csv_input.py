@@ -11,6 +11,7 @@ import csv
 import difflib
 import re
 import sys
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ KNOWN_FORMATS = (
     (b"\x1f\x8b", "a gzip-compressed file", "decompress it (gunzip) and use the .csv inside"),
     (b"BZh", "a bzip2-compressed file", "decompress it (bunzip2) and use the .csv inside"),
     (b"\xfd7zXZ\x00", "an xz-compressed file", "decompress it (unxz) and use the .csv inside"),
+    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file", "decompress it (unzstd) and use the .csv inside"),
     (
         b"PK\x03\x04",
         "a zip archive (an Excel .xlsx workbook is one)",
@@ -59,7 +61,7 @@ def _refuse_known_formats(path: Path, start: bytes) -> None:
             raise UserError(f"{path}: this is {what}, not a CSV text file; {fix}")
 
 
-def _check_is_text(path: Path, named_by: str) -> None:
+def _check_is_text(path: Path, named_by: str) -> tuple[int, bytes] | None:
     """Refuse missing files, folders, empty files and anything that is not UTF-8 text, before parsing.
     `named_by`: where the path came from, for the fix the message suggests.
 
@@ -69,10 +71,13 @@ def _check_is_text(path: Path, named_by: str) -> None:
     check_regular_file(path, f"point {named_by} at an existing CSV")
     handle = path.open("rb")
     offset, carry = 0, b""  # offset of the first byte of `carry`
+    tiny: list[tuple[int, bytes]] = []
     with handle:
         start = handle.peek(8)[:8]  # the first bytes, to name a binary format
         while chunk := handle.read(TEXT_SCAN_CHUNK):
             data = carry + chunk
+            if not tiny:
+                tiny = _tiny_numbers(handle, data, offset)
             bad = data.find(b"\0")
             if bad < 0 and data.isascii():
                 carry = b""
@@ -103,6 +108,38 @@ def _check_is_text(path: Path, named_by: str) -> None:
         )
     if offset == 0:
         raise UserError(f"{path}: the file is empty; it needs a header row like x,y and data rows")
+    return tiny[0] if tiny else None
+
+
+# A number nearer 0 than float64's smallest (4.9e-324), such as 1e-400, reads as 0: refused as a number too
+# large is. Only numbers with a three-digit negative exponent can be.
+TINY_EXPONENT = re.compile(rb"[eE]-0*[1-9][0-9]{2}")
+NUMBER_AROUND = re.compile(rb"[-+]?[0-9.]*[eE]-[0-9]+")
+
+
+def _tiny_numbers(handle, data: bytes, offset: int) -> list[tuple[int, bytes]]:
+    """(byte offset, text) of the first number in `data` (at `offset` of the file) that is not 0 but reads as 0. A number across the chunk's end is read whole from the file (`handle`)."""
+    if b"e-" not in data and b"E-" not in data:  # the usual case, at memory speed
+        return []
+    for found in TINY_EXPONENT.finditer(data):
+        begin = found.start()
+        while begin > 0 and data[begin - 1 : begin] in b"0123456789.+-":
+            begin -= 1
+        end = found.end()
+        if end == len(data):  # more digits may follow in the next chunk
+            data = data + handle.peek(32)[:32]
+        number = NUMBER_AROUND.match(data, begin)
+        if number is None:
+            continue
+        text = number.group()
+        try:
+            value = float(text)
+        except ValueError:
+            continue
+        mantissa = re.split(rb"[eE]", text)[0]
+        if value == 0 and re.search(rb"[1-9]", mantissa):
+            return [(offset + begin, text)]
+    return []
 
 
 def _line_at(path: Path, offset: int) -> int:
@@ -117,6 +154,7 @@ def _line_at(path: Path, offset: int) -> int:
 
 def _read_header(path: Path) -> list[str]:
     try:
+        csv.field_size_limit(sys.maxsize)  # a header name of any length, as data fields
         with path.open(encoding="utf-8-sig", newline="") as handle:
             header = next(csv.reader(handle, skipinitialspace=True), [])
     except UnicodeDecodeError as err:
@@ -143,6 +181,12 @@ def _check_columns(path: Path, header: list[str], wanted: list[str]) -> None:
 LISTED_COLUMNS = 20  # a message lists at most this many of the header's columns
 
 
+def _normal_form(text: str) -> str:
+    """The Unicode normalization `text` is written in: an accented letter is one code point (NFC, what most
+    editors type) or a letter and a combining accent (NFD, what macOS's file names hold)."""
+    return next((form for form in ("NFC", "NFD") if unicodedata.is_normalized(form, text)), "mixed forms")
+
+
 def column_hint(name: str, header: list[str]) -> str:
     """What to say about a column name that is not in the header: the likely intended column, the
     columns there are (the first LISTED_COLUMNS), or the delimiter the file seems to use."""
@@ -152,6 +196,14 @@ def column_hint(name: str, header: list[str]) -> str:
         return (
             f"the header is a single column, {header[0]!r}, so the file looks like it uses ';' or tabs "
             "instead of commas"
+        )
+    nfc = unicodedata.normalize("NFC", name)
+    twins = [column for column in header if unicodedata.normalize("NFC", column) == nfc]
+    if twins:
+        return (
+            f"the file's column {twins[0]!r} looks the same but is other Unicode code points (Unicode "
+            f"{_normal_form(twins[0])} in the file, {_normal_form(name)} here); copy the name from the file's "
+            "header, or save the file with its header in NFC"
         )
     same = [column for column in header if column.strip().casefold() == name.strip().casefold()]
     close = same or difflib.get_close_matches(name, header, n=1, cutoff=0.6)
@@ -305,10 +357,30 @@ def check_spread(path: str | Path, name: str, low: float, high: float) -> None:
 
 
 def read_header(path: str | Path, named_by: str = "data.path in params.yaml") -> list[str]:
-    """The column names of a CSV, after checking it is a non-empty UTF-8 text file."""
+    """The column names of a CSV, after checking it is a non-empty UTF-8 text file without a number too small
+    to read (_tiny_numbers)."""
     path = Path(path)
-    _check_is_text(path, named_by)
-    return _read_header(path)
+    tiny = _check_is_text(path, named_by)
+    header = _read_header(path)
+    if tiny is not None:
+        _refuse_tiny_number(path, header, *tiny)
+    return header
+
+
+def _refuse_tiny_number(path: Path, header: list[str], offset: int, text: bytes) -> None:
+    with path.open("rb") as handle:
+        handle.seek(max(0, offset - TEXT_SCAN_CHUNK))
+        before = handle.read(offset - handle.tell())
+        line = before[before.rfind(b"\n") + 1 :] + handle.readline()
+    fields = next(csv.reader([line.decode("utf-8", "replace")], skipinitialspace=True), [])
+    cell = text.decode()
+    position = next((j for j, field in enumerate(fields) if field.strip() == cell), None)
+    column = f", column {header[position]!r}" if position is not None and position < len(header) else ""
+    raise UserError(
+        f"{path}: line {_line_at(path, offset)}{column}: {cell!r} reads as 0: it is nearer 0 than float64's "
+        "smallest number (4.9e-324); rescale the column, e.g. multiply it by a "
+        "power of ten"
+    )
 
 
 def check_header(path: str | Path, wanted: list[str]) -> list[str]:

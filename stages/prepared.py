@@ -191,6 +191,11 @@ class ScalingFit:
         for name, part, first in zip(self.names, self.moments, self.first, strict=True):
             if not part.std > 0 and name in derived:
                 part.var = 1.0
+            elif not part.std > 0 and name == self.names[-1]:
+                raise UserError(
+                    f"data: the target {name!r} is constant ({first:g}) on the training split: there is nothing to "
+                    "predict; check that data.target names the column to predict, or use rows where it varies"
+                )
             elif not part.std > 0:
                 raise UserError(
                     f"data: column {name!r} is constant ({first:g}) on the training split, so it cannot be scaled; "

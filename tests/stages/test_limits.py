@@ -125,3 +125,12 @@ def test_a_model_too_large_for_the_memory_left_is_refused_with_both_sizes():
     with pytest.raises(UserError, match=r"^big\.pt: its weights take \d+\.\d GiB, and loading them needs about "
                                         r"\d+\.\d GiB; \d+\.\d GiB is available here"):  # fmt: skip
         check_room("big.pt", room)
+
+
+def test_a_header_name_longer_than_the_csv_modules_field_limit_is_read(workdir):
+    long_name = "z" * 200_000  # Python's csv refuses fields over 131,072 characters unless told otherwise
+    rows = "".join(f"{x},{x % 3},{y}\n" for x, y in zip(range(1, 11), [3, 5, 5, 6, 7, 7, 8, 9, 9, 10], strict=True))
+    (workdir / "data" / "seed.csv").write_text(f"x,{long_name},y\n{rows}")
+    result = run_module(workdir, "prepare")
+    assert result.returncode == 0, result.stderr[:300]
+    assert np.load(workdir / "data" / "prepared" / "X_train.npy").shape == (10, 1)
