@@ -118,7 +118,8 @@ NUMBER_AROUND = re.compile(rb"[-+]?[0-9.]*[eE]-[0-9]+")
 
 
 def _tiny_numbers(handle, data: bytes, offset: int) -> list[tuple[int, bytes]]:
-    """(byte offset, text) of the first number in `data` (at `offset` of the file) that is not 0 but reads as 0. A number across the chunk's end is read whole from the file (`handle`)."""
+    """(byte offset, text) of the first number in `data` (at `offset` of the file) that is not 0 but reads as
+    0. A number across the chunk's end is read whole from the file (`handle`)."""
     if b"e-" not in data and b"E-" not in data:  # the usual case, at memory speed
         return []
     for found in TINY_EXPONENT.finditer(data):

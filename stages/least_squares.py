@@ -4,6 +4,7 @@ out first from their counts."""
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 
@@ -103,8 +104,14 @@ def solve_least_squares(
     solution = torch.linalg.lstsq(R11, r, driver="gelsd").solution
     residual = float(torch.sum((R11 @ solution - r) ** 2))  # includes R[p, p]^2 when R is square
     weight = solution.squeeze(1).numpy() / norms
-    bias = torch.tensor([y_mean - float(X_mean @ weight)], dtype=torch.float64)
+    bias = torch.tensor([y_mean - exact_dot(X_mean, weight)], dtype=torch.float64)
     return LeastSquares(torch.from_numpy(weight), bias, residual / n_rows)
+
+
+def exact_dot(a: np.ndarray, b: np.ndarray) -> float:
+    """sum(a * b), correctly rounded: the same bits on every CPU, where numpy's `@` goes through OpenBLAS,
+    whose kernel (and so the last bits) depends on the CPU's vector width."""
+    return math.fsum((np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)).tolist())
 
 
 class _Projection:
@@ -157,12 +164,16 @@ class _Projection:
         cross = by_slot - np.outer(counts, self.mean)
         scale = np.sqrt(np.clip(np.diag(gram), 0, None))
         scale[scale == 0] = np.inf  # a column constant on these rows: weight 0
-        values, vectors = np.linalg.eigh(gram / np.outer(scale, scale))
-        kept = values > ONE_HOT_RCOND * max(values.max(initial=0.0), 0.0)
+        # torch's LAPACK and BLAS (MKL in the CPU-independent mode the stages set), not numpy's OpenBLAS, whose
+        # kernels differ in their last bits from one CPU to the next (AVX2 against AVX-512)
+        values, vectors = torch.linalg.eigh(torch.from_numpy(gram / np.outer(scale, scale)))
+        kept = values > ONE_HOT_RCOND * max(float(values.max()) if len(values) else 0.0, 0.0)
         inverse = (vectors[:, kept] / values[kept]) @ vectors[:, kept].T
-        self.B = inverse @ (cross / scale[:, None]) / scale[:, None]  # (m, n_dense + 1)
+        B = inverse @ torch.from_numpy(cross / scale[:, None]) / torch.from_numpy(scale[:, None])
+        self.B = B.numpy()  # (m, n_dense + 1)
         self.spread = np.maximum(shifted - n * (self.mean - shift) ** 2, 0.0)  # each column's centred squares
-        self.offset = self.mean - self.p @ self.B  # what (H - p) B removes from every row, beyond H B
+        self.offset = self.mean - (torch.from_numpy(self.p)[None] @ B)[0].numpy()  # what (H - p) B removes from
+        # every row, beyond H B
         self.last = threading.local()  # block(): each thread's last block of residuals
 
     def slots(self, codes: np.ndarray) -> np.ndarray:
@@ -235,7 +246,8 @@ def _solve_encoded(X: Encoded, y: np.ndarray, block_rows: int, collective, first
                              float(left[n_dense] / projection.n))  # fmt: skip
     w = inner.weight.numpy() * keep[:n_dense]
     B = projection.B
-    hot = B[:, n_dense] - B[:, :n_dense] @ w
-    bias = projection.mean[n_dense] - projection.mean[:n_dense] @ w - projection.p @ hot + float(inner.bias)
+    hot = B[:, n_dense] - (torch.from_numpy(np.ascontiguousarray(B[:, :n_dense])) @ torch.from_numpy(w)).numpy()
+    bias = projection.mean[n_dense] - exact_dot(projection.mean[:n_dense], w) - exact_dot(projection.p, hot)
+    bias += float(inner.bias)
     weight = np.concatenate([w, hot])
     return LeastSquares(torch.from_numpy(weight), torch.tensor([bias], dtype=torch.float64), inner.mse)

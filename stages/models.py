@@ -295,7 +295,7 @@ def linear_coefficients(model: LinearRegressor, features: tuple[str, ...], scali
     if scaling is not None:
         x_std = np.asarray(scaling.x_std)
         w_scaled = w / x_std
-        b = scaling.y_mean + scaling.y_std * (b - float(np.dot(w_scaled, scaling.x_mean)))
+        b = scaling.y_mean + scaling.y_std * (b - math.fsum(np.multiply(w_scaled, scaling.x_mean).tolist()))
         w = scaling.y_std * w_scaled
     coefficients = {name: float(value) for name, value in zip(features, w, strict=True)}
     coefficients["(intercept)" if "intercept" in coefficients else "intercept"] = b
@@ -307,7 +307,7 @@ def set_linear_coefficients(model: LinearRegressor, weight: np.ndarray, bias: fl
     inverse."""
     w, b = np.asarray(weight, dtype=np.float64), float(bias)
     if scaling is not None:
-        b = (b + float(np.dot(w, scaling.x_mean)) - scaling.y_mean) / scaling.y_std
+        b = (b + math.fsum(np.multiply(w, scaling.x_mean).tolist()) - scaling.y_mean) / scaling.y_std
         w = w * np.asarray(scaling.x_std) / scaling.y_std
     with torch.no_grad():
         model.weight.copy_(torch.from_numpy(w))

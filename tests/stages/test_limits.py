@@ -134,3 +134,27 @@ def test_a_header_name_longer_than_the_csv_modules_field_limit_is_read(workdir):
     result = run_module(workdir, "prepare")
     assert result.returncode == 0, result.stderr[:300]
     assert np.load(workdir / "data" / "prepared" / "X_train.npy").shape == (10, 1)
+
+
+def test_the_exact_solvers_bytes_do_not_depend_on_the_cpus_blas_kernel(workdir):
+    """numpy's OpenBLAS picks its kernels by CPU (AVX-512, AVX2, AVX): whatever the exact solver writes must not
+    go through them. Sandybridge's kernel differs from both others, so this can fail on any x86 machine."""
+    rng = np.random.default_rng(1)
+    n, k = 3000, 60
+    X = rng.normal(size=(n, k)) * rng.uniform(0.1, 100, size=k) + rng.uniform(-50, 50, size=k)
+    category = rng.integers(0, 7, size=n)
+    y = X @ rng.normal(size=k) + category * 0.3 + rng.normal(size=n)
+    lines = [",".join([*(f"f{j}" for j in range(k)), "c", "y"])]
+    lines += [",".join([*(f"{v:.6g}" for v in X[i]), f"k{category[i]}", f"{y[i]:.6g}"]) for i in range(n)]
+    (workdir / "data" / "mixed.csv").write_text("\n".join(lines) + "\n")
+    params = default_params(path="data/mixed.csv", features="all", test_size=0.2, standardize=True)
+    params["models"]["linear"]["solver"] = "exact"
+    write_params(workdir, params)
+    assert run_module(workdir, "prepare").returncode == 0
+    written = []
+    for core in ("", "Haswell", "Sandybridge"):
+        result = run_module(workdir, "train", "linear", env={**stage_env(), "OPENBLAS_CORETYPE": core})
+        assert result.returncode == 0, result.stderr
+        written.append({name: (workdir / name).read_bytes() for name in
+                        ("models/linear.pt", "models/linear.json", "predictions/linear.npy")})  # fmt: skip
+    assert written[0] == written[1] == written[2]
