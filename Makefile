@@ -9,12 +9,13 @@ PYTEST_WORKERS ?= auto
 PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 TOL ?= 1e-6
 BASE ?= HEAD~1
+REV ?= HEAD
 # Stage commands say `python`: make it the project's interpreter for dvc and everything it starts.
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser repro test test-fast lint format check-repro exp-show report offline-charts bench bench-reference bench-scale bench-mlp bench-tables bench-distributed clean
+.PHONY: help venv browser repro test test-fast lint format check-repro verify-cache exp-show report offline-charts bench bench-reference bench-scale bench-mlp bench-tables bench-distributed clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,8 +61,12 @@ format: $(STAMP) ## Format the code with ruff (what make lint checks)
 	$(BIN)/ruff format $(LINTED)
 	$(BIN)/ruff check --fix --quiet $(LINTED)
 
-check-repro: $(STAMP) ## Reproduce and fail if dvc.lock or any output differs from the commit (TOL=1e-6)
+check-repro: $(STAMP) ## Reproduce and fail if dvc.lock or any output differs from the commit (TOL=1e-6), or a cache file from its hash
 	TOL=$(TOL) $(BIN)/python .ci/check_repro.py
+	$(BIN)/python .ci/verify_cache.py
+
+verify-cache: $(STAMP) ## Rehash the DVC cache files a commit needs (REV=HEAD) and name any whose content does not match
+	$(BIN)/python .ci/verify_cache.py $(REV)
 
 exp-show: $(STAMP) ## dvc exp show: each model's MSE per split and every param that differs among the experiments (ARGS=-A ...)
 	$(BIN)/python .ci/exp_show.py $(ARGS)

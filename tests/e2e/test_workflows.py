@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from dvc_render.html import PAGE_HTML
 
 from tests.helpers import clone_project, commit, repro, set_param, sh
@@ -77,6 +79,32 @@ def test_check_repro_tells_noise_from_a_real_change(repo):
     sh(repo, "git", "reset", "-q", "--hard", "HEAD~1")
     sh(repo, "dvc", "checkout", "-q")
     assert repro(repo) == set()
+
+
+def test_an_edit_in_place_cannot_reach_the_cache_and_verify_cache_names_a_flipped_byte(repo):
+    summary = repo / "models" / "mlp.summary.txt"
+    outs = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train@mlp"]["outs"]
+    md5 = next(out["md5"] for out in outs if out["path"] == "models/mlp.summary.txt")
+    with summary.open("a") as handle:  # an editor that writes in place
+        handle.write("my note\n")
+    sh(repo, "git", "checkout", "--", ".")
+    sh(repo, "dvc", "checkout", "--force")  # the README's restore
+    assert hashlib.md5(summary.read_bytes()).hexdigest() == md5
+    assert sh(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+    assert re.search(r"verify-cache: HEAD: \d+ cache files rehashed, 0 wrong", sh(repo, *MAKE, "verify-cache").stdout)
+
+    cached = repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    original = cached.read_bytes()
+    cached.chmod(0o644)
+    cached.write_bytes(bytes([original[0] ^ 1]) + original[1:])  # one flipped bit on disk
+    try:
+        flipped = sh(repo, *MAKE, "verify-cache", check=False)
+    finally:
+        cached.write_bytes(original)
+    assert flipped.returncode != 0
+    assert f"verify-cache: .dvc/cache/files/md5/{md5[:2]}/{md5[2:]}: its content hashes to " in flipped.stderr
+    assert f"not {md5} (models/mlp.summary.txt); delete it, then dvc pull" in flipped.stderr
+    assert "1 wrong" in flipped.stdout
 
 
 def test_make_report_writes_both_tables_and_the_figures_of_both_revisions(repo):
