@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,32 +131,112 @@ def finish() -> None:
         torch.distributed.destroy_process_group()
 
 
-def launch(model: str, params_path: str, prepared: str, node_rank: int, d: Distributed) -> None:
+# Workers one machine may start: a worker forked from torchrun holds about this much memory of its own, and
+# more than this many workers a core only wait for each other (the start of 32 on 2 cores takes seconds).
+WORKER_BYTES = 100 << 20
+WORKERS_PER_CORE = 16
+# After Ctrl-C or SIGTERM, torchrun and the workers get this long to stop before they are killed: torchrun can
+# hang in its rendezvous shutdown, and a worker inside a gloo call does not run Python's signal handler.
+STOP_GRACE_S = 5.0
+LAUNCHER_VARIABLE = "STAGES_LAUNCHER_PID"  # the stage process that started torchrun, for the workers' check
+
+
+def check_machine(d: Distributed, device: str) -> None:
+    """Refuse, before anything starts, what this machine cannot run: more workers than its cores and memory
+    can start, NCCL without CUDA, more CUDA workers than GPUs."""
+    from stages.memory import available_bytes, gib
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    room = available_bytes()
+    limits = [
+        (cores * WORKERS_PER_CORE, f"{cores} core(s) allow {cores * WORKERS_PER_CORE} ({WORKERS_PER_CORE} a core)")
+    ]
+    if room is not None:
+        limits.append((room // WORKER_BYTES, f"{gib(room)} of available memory allows {room // WORKER_BYTES} "
+                                              f"({WORKER_BYTES >> 20} MiB each)"))  # fmt: skip
+    most = min(limit for limit, _ in limits)
+    if d.nproc_per_node > most:
+        raise UserError(
+            f"train.distributed.nproc_per_node {d.nproc_per_node} is more workers than this machine can start: "
+            f"{' and '.join(why for _, why in limits)}; use at most {max(most, 1)}"
+        )
+    nccl = d.backend == "nccl" or (d.backend == "auto" and device in ("cuda", "auto"))
+    if not nccl:
+        return
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if d.backend == "nccl" and device == "cpu":
+        raise UserError("train.distributed.backend nccl talks between GPUs, and train.device is cpu; use backend: "
+                        "gloo (or auto), or device: cuda")  # fmt: skip
+    if d.backend == "nccl" and gpus == 0:
+        raise UserError("train.distributed.backend nccl needs CUDA GPUs, and torch sees none on this machine; use "
+                        "backend: gloo (or auto) and device: cpu")  # fmt: skip
+    if gpus and d.nproc_per_node > gpus:
+        raise UserError(f"train.distributed.nproc_per_node {d.nproc_per_node} is more CUDA workers than this "
+                        f"machine's {gpus} GPU(s): one worker a GPU; use at most {gpus}")  # fmt: skip
+
+
+def _die_with_parent() -> None:
+    """In torchrun's process, before it runs: Linux kills it when the stage process dies, even by SIGKILL."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to torchrun and every worker (its process group), SIGKILL to what still runs STOP_GRACE_S later."""
+    for sent in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sent)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            continue
+        if sent == signal.SIGTERM:  # torchrun is gone; its workers may not be
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return
+
+
+def launch(model: str, params_path: str, prepared: str, node_rank: int, d: Distributed, device: str,
+           fingerprint: Callable[[], dict]) -> None:  # fmt: skip
     """Run this machine's workers through torchrun and wait for them. A failure in any worker (here or on
     another machine) is one line: the worker's own `error:` line when it has one (exit 2), else which rank
-    stopped and how (exit 1). Ctrl-C or a SIGTERM stops torchrun, which stops its workers."""
+    stopped and how (exit 1). With several nodes they first meet (stages/lobby.py): a node that does not
+    come, or comes with other params, data or code, is one line on every node. Ctrl-C or SIGTERM stops
+    torchrun and every worker (killed after STOP_GRACE_S); so does this process's death, however it dies."""
     if node_rank >= d.nnodes:
         raise UserError(f"--node-rank {node_rank} is not below train.distributed.nnodes {d.nnodes}")
+    check_machine(d, device)
     command = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={d.nnodes}",
                f"--nproc-per-node={d.nproc_per_node}", "--max-restarts=0"]  # fmt: skip
     if d.nnodes == 1:
         command.append("--standalone")  # a free port on this machine: runs side by side never collide
     else:
+        from stages import lobby
+
+        lobby.meet(model, d.rdzv_endpoint, node_rank, d.nnodes, d.join_timeout, fingerprint())
         host, port = d.rdzv_endpoint.rsplit(":", 1)
-        command += [f"--node-rank={node_rank}", f"--master-addr={host}", f"--master-port={port}"]
+        command += [f"--node-rank={node_rank}", f"--master-addr={host.strip('[]')}", f"--master-port={port}",
+                    f"--rdzv-conf=timeout={d.join_timeout}"]  # fmt: skip
     command += ["--start-method=fork", "--run-path", str(TRAIN_SCRIPT), model, "--params", params_path,
                 "--prepared", prepared]  # fmt: skip
     path = os.pathsep.join(filter(None, [str(TRAIN_SCRIPT.parents[1]), os.environ.get("PYTHONPATH")]))
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}  # `import stages` in the workers
-    torchrun = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environment)
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path,  # `import stages` in the workers
+                   LAUNCHER_VARIABLE: str(os.getpid())}  # fmt: skip
+    # A process group of its own, so that torchrun and its workers are stopped as one (and a terminal's Ctrl-C
+    # reaches this process alone, which stops them in order)
+    torchrun = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environment,
+                                start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
     try:
         _, errors = torchrun.communicate()
     except BaseException:
-        torchrun.send_signal(signal.SIGTERM)
-        try:
-            torchrun.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            torchrun.kill()
+        stop_group(torchrun)
         raise
     if torchrun.returncode == 0:
         return

@@ -111,15 +111,19 @@ def stop_with_parent() -> None:
     dvc, is gone."""
     signal.signal(signal.SIGTERM, _interrupt)
     parent = os.getppid()
+    launcher = os.environ.get("STAGES_LAUNCHER_PID") if "TORCHELASTIC_RUN_ID" in os.environ else None
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        # A torchrun worker is killed outright: inside a gloo call it would not run the SIGTERM handler
+        libc.prctl(1, signal.SIGKILL if launcher else signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: no such call, the stage just runs on
         return
     if os.getppid() != parent:  # the parent died before the call took effect
         raise KeyboardInterrupt
+    if launcher and str(_parent_of(parent)) != launcher:  # torchrun's stage process died before it forked us
+        os._exit(EXIT_INTERRUPTED)
     if _shell_running_us(parent):
         starter = _parent_of(parent)
         if starter not in (None, 0, 1):  # a shell without a live starter: nothing to watch

@@ -227,6 +227,7 @@ class Distributed:
     nnodes: int = param(_integer(minimum=1, maximum=1024), 1)  # machines taking part
     rdzv_endpoint: str = param(_endpoint, "127.0.0.1:29400")  # host:port of node 0, reachable from every node
     backend: str = param(_choice(BACKENDS), "auto")  # gloo on the CPU, nccl on CUDA
+    join_timeout: int = param(_integer(minimum=1, maximum=86400), 300)  # seconds node 0 waits for the others
 
     @property
     def world_size(self) -> int:

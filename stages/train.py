@@ -4,6 +4,7 @@ summary, its predictions on every prepared row, and its loss per epoch."""
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages import distributed, paths
+from stages import distributed, lobby, paths
 from stages.errors import UserError, run_stage
 from stages.io import atomic_open, write_bytes, write_json, write_text, written_in_place
 from stages.params import ModelSpec, TrainParams, load_params
@@ -304,7 +305,9 @@ def main(argv: list[str] | None = None) -> None:
         if spec.early_stopping is not None:  # the workers share the rows left after the validation rows
             n_train -= math.ceil(spec.early_stopping.validation_fraction * n_train)
         distributed.check_rows(n_train, wanted.world_size)
-        distributed.launch(args.model, args.params, args.prepared, args.node_rank, wanted)
+        fingerprint = functools.partial(lobby.fingerprint, params.train, spec, args.prepared)
+        distributed.launch(args.model, args.params, args.prepared, args.node_rank, wanted, params.train.device,
+                           fingerprint)  # fmt: skip
         return
     try:
         train_and_write(args, params, spec, shard)
@@ -321,6 +324,29 @@ def main(argv: list[str] | None = None) -> None:
             distributed.finish()
 
 
+def memory_need(spec: ModelSpec, n_features: int, n_rows: int, dtype: str) -> tuple[int, int]:
+    """(weights, bytes) a model's training holds at least: every weight four times (itself, its gradient and
+    Adam's two moments) and one step's layer outputs and their gradients."""
+    widths = [n_features, *spec.hidden, 1] if spec.kind == "mlp" else [n_features, 1]
+    weights = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    size = 8 if dtype == "float64" or spec.method == "exact" else 4
+    rows = spec.batch_size if 0 < spec.batch_size < n_rows else n_rows
+    return weights, size * (4 * weights + 2 * rows * sum(widths[1:]))
+
+
+def check_memory(spec: ModelSpec, n_features: int, n_rows: int, dtype: str) -> None:
+    from stages.memory import available_bytes, gib
+
+    weights, need = memory_need(spec, n_features, n_rows, dtype)
+    room = available_bytes()
+    if room is not None and need > room:
+        raise UserError(
+            f"train@{spec.name}: training needs about {gib(need)} ({weights:,} weights, with their gradients and "
+            f"Adam's moments, and a step's layer outputs); {gib(room)} is available here: use smaller "
+            f"models.{spec.name}.hidden layers or batch_size"
+        )
+
+
 def train_and_write(args, params, spec: ModelSpec, shard) -> None:
     split = read_split(args.prepared, mmap=True)
 
@@ -335,6 +361,8 @@ def train_and_write(args, params, spec: ModelSpec, shard) -> None:
     device, why = choose_device(params.train.device, spec, n_features, len(split.y_train), params.source)
     if why:
         print(f"train@{spec.name}: {why}")
+    if device.type == "cpu":  # refused here rather than ended by the kernel's OOM killer with only "exited with -9"
+        check_memory(spec, n_features, len(split.y_train), params.train.dtype)
     collective = None
     if shard is not None:
         if device.type == "cuda":  # one GPU per worker of this machine (untested here: no GPU)

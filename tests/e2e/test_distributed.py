@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -242,3 +243,152 @@ def child_of(pid: int) -> int:
             return int(children[0])
         time.sleep(0.1)
     raise AssertionError("torchrun did not start")
+
+
+def run_processes(launcher: int) -> list[int]:
+    """Every process a stage started for torchrun (torchrun and its workers carry the stage's pid)."""
+    marker = f"STAGES_LAUNCHER_PID={launcher}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def two_nodes(project: Path, port: int, timeout: int = 30) -> None:
+    distributed(project, nproc_per_node=1, nnodes=2, rdzv_endpoint=f"127.0.0.1:{port}", join_timeout=timeout)
+
+
+def test_a_node_that_never_joins_is_named_within_the_join_timeout(project):
+    two_nodes(project, free_port(), timeout=3)
+    before = (project / "models" / "mlp.pt").read_bytes() if (project / "models" / "mlp.pt").exists() else None
+    started = time.monotonic()
+    result = run_module(project, "train", "mlp")
+    assert time.monotonic() - started < 3 + 10
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert re.fullmatch(r"train@mlp: waiting for node\(s\) 1 to join at 127\.0\.0\.1:\d+ \(1 s of "
+                        r"train\.distributed\.join_timeout 3 s\)", lines[0])  # fmt: skip
+    assert re.fullmatch(r"error: train@mlp: node\(s\) 1 never joined at 127\.0\.0\.1:\d+ within "
+                        r"train\.distributed\.join_timeout \(3 s\); start `python -m stages\.train mlp --node-rank N` "
+                        r"on each, or raise the timeout", lines[-1])  # fmt: skip
+    assert not lines[-1].startswith("error: ") or sum(line.startswith("error: ") for line in lines) == 1
+    after = (project / "models" / "mlp.pt").read_bytes() if (project / "models" / "mlp.pt").exists() else None
+    assert after == before
+
+
+def test_a_port_in_use_and_a_host_that_does_not_resolve_are_named_before_any_wait(project):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        two_nodes(project, port)
+        result = run_module(project, "train", "mlp")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: train.distributed.rdzv_endpoint 127.0.0.1:{port}: port {port} is in use by another program on "
+        "this machine (node 0); stop it, or choose another port\n"
+    )
+    distributed(project, nproc_per_node=1, nnodes=2, rdzv_endpoint="no-such-host.invalid:29400", join_timeout=30)
+    for node in ("0", "1"):
+        started = time.monotonic()
+        result = run_module(project, "train", "mlp", "--node-rank", node)
+        assert result.returncode == 2 and time.monotonic() - started < 20
+        assert result.stderr.startswith(
+            "error: train.distributed.rdzv_endpoint no-such-host.invalid:29400: the host 'no-such-host.invalid' does "
+            "not resolve ("
+        )
+        assert result.stderr.endswith("); write node 0's name or IP address, one every node can reach\n")
+
+
+def test_nccl_without_cuda_and_more_workers_than_the_machine_can_start_are_refused(project):
+    distributed(project, nproc_per_node=2, backend="nccl")
+    result = run_module(project, "train", "linear")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: train.distributed.backend nccl talks between GPUs, and train.device is cpu; use backend: gloo (or "
+        "auto), or device: cuda\n"
+    )
+    cores = len(os.sched_getaffinity(0))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["mlp"]["batch_size"] = 0  # full batch: any worker count shares it
+    params["train"]["distributed"] = {"nproc_per_node": 16 * cores + 1}  # 33 on 2 cores
+    write_params(project, params)
+    result = run_module(project, "train", "linear")
+    params["models"]["mlp"]["batch_size"] = 128
+    write_params(project, params)
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"error: train.distributed.nproc_per_node {16 * cores + 1} is more workers than this machine can start: "
+        f"{cores} core(s) allow {16 * cores} (16 a core)"
+    )
+    assert re.search(r"; use at most \d+\n$", result.stderr)
+
+
+def test_a_node_started_with_other_params_stops_every_node_with_one_line(project, tmp_path):
+    port = free_port()
+    two_nodes(project, port)
+    other = tmp_path / "node1"
+    shutil.copytree(project, other, ignore=shutil.ignore_patterns(".git"))
+    params = yaml.safe_load((other / "params.yaml").read_text())
+    params["models"]["mlp"]["lr"] = 0.02
+    write_params(other, params)
+    before = (project / "models" / "mlp.pt").read_bytes() if (project / "models" / "mlp.pt").exists() else None
+    node_1 = subprocess.Popen([sys.executable, "-m", "stages.train", "mlp", "--node-rank", "1"], cwd=other,
+                              env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    node_0 = run_module(project, "train", "mlp")
+    _, node_1_errors = node_1.communicate(timeout=60)
+    expected = (
+        "error: train@mlp: the nodes would not train the same model: models.mlp.lr is 0.01 on node 0, 0.02 on node "
+        "1; give every node the same commit, params.yaml and data (dvc pull), then run again\n"
+    )
+    assert (node_0.returncode, node_0.stderr) == (2, expected)
+    assert (node_1.returncode, node_1_errors) == (2, expected)
+    after = (project / "models" / "mlp.pt").read_bytes() if (project / "models" / "mlp.pt").exists() else None
+    other_after = (other / "models" / "mlp.pt").read_bytes() if (other / "models" / "mlp.pt").exists() else None
+    assert after == before == other_after  # nothing written on either node
+
+
+def started_run(project: Path, workers: int, wait_s: float) -> subprocess.Popen:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["mlp"]["epochs"] = 100_000
+    params["train"]["distributed"] = {"nproc_per_node": workers}
+    write_params(project, params)
+    stage = subprocess.Popen([sys.executable, "-m", "stages.train", "mlp"], cwd=project, env=stage_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # fmt: skip
+    time.sleep(wait_s)
+    return stage
+
+
+def test_sigterm_while_32_workers_start_ends_every_process_within_30_s(project):
+    stage = started_run(project, 32, 2.5)  # torchrun is forking the workers
+    assert run_processes(stage.pid)
+    started = time.monotonic()
+    stage.send_signal(signal.SIGTERM)
+    _, errors = stage.communicate(timeout=60)
+    assert time.monotonic() - started < 30
+    assert stage.returncode == 130
+    assert errors == "error: interrupted; this stage did not finish, run `dvc repro` again\n"
+    time.sleep(0.5)
+    assert run_processes(stage.pid) == []
+    distributed(project, nproc_per_node=1)
+
+
+def test_sigkill_of_the_stage_leaves_no_worker_alive(project):
+    stage = started_run(project, 2, 6)  # training
+    running = run_processes(stage.pid)
+    assert len(running) == 3  # torchrun and two workers
+    stage.kill()
+    stage.wait(timeout=10)
+    time.sleep(5)
+    assert [pid for pid in running if Path(f"/proc/{pid}").exists()] == []
+    assert run_processes(stage.pid) == []
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["mlp"]["epochs"] = 4
+    params["train"]["distributed"] = {"nproc_per_node": 1}
+    write_params(project, params)

@@ -158,3 +158,23 @@ def test_the_exact_solvers_bytes_do_not_depend_on_the_cpus_blas_kernel(workdir):
         written.append({name: (workdir / name).read_bytes() for name in
                         ("models/linear.pt", "models/linear.json", "predictions/linear.npy")})  # fmt: skip
     assert written[0] == written[1] == written[2]
+
+
+def test_a_model_too_large_to_train_in_the_memory_left_is_refused_before_it_is_built(workdir):
+    import math
+
+    from stages.memory import available_bytes
+
+    room = available_bytes()
+    side = math.ceil(math.sqrt(room / 8))  # hidden [side, side]: 4 copies of side^2 float32 weights = 2x the room
+    params = default_params()
+    params["models"]["mlp"]["hidden"] = [side, side]
+    write_params(workdir, params)
+    assert run_module(workdir, "prepare").returncode == 0
+    result = subprocess.run([sys.executable, "-m", "stages.train", "mlp"], cwd=workdir, env=stage_env(), text=True,
+                            capture_output=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-500:]
+    assert result.stderr.startswith("error: train@mlp: training needs about ")
+    assert f"({side * side + 4 * side + 1:,} weights, with their gradients" in result.stderr
+    assert result.stderr.endswith("is available here: use smaller models.mlp.hidden layers or batch_size\n")
+    assert not (workdir / "models").exists()
