@@ -112,17 +112,18 @@ def _check_is_text(path: Path, named_by: str) -> tuple[int, bytes] | None:
 
 
 # A number nearer 0 than float64's smallest (4.9e-324), such as 1e-400, reads as 0: refused as a number too
-# large is. Only numbers with a three-digit negative exponent can be.
-TINY_EXPONENT = re.compile(rb"[eE]-0*[1-9][0-9]{2}")
+# large is. Only numbers with a three-digit negative exponent can be. One pattern per letter: a literal start
+# ("e-") lets the regex engine skip ahead at memory speed, where [eE] would try every byte (20x slower).
+TINY_EXPONENTS = {letter: re.compile(re.escape(letter) + rb"-0*[1-9][0-9]{2}") for letter in (b"e", b"E")}
 NUMBER_AROUND = re.compile(rb"[-+]?[0-9.]*[eE]-[0-9]+")
 
 
 def _tiny_numbers(handle, data: bytes, offset: int) -> list[tuple[int, bytes]]:
     """(byte offset, text) of the first number in `data` (at `offset` of the file) that is not 0 but reads as
     0. A number across the chunk's end is read whole from the file (`handle`)."""
-    if b"e-" not in data and b"E-" not in data:  # the usual case, at memory speed
-        return []
-    for found in TINY_EXPONENT.finditer(data):
+    candidates = (found for letter, pattern in TINY_EXPONENTS.items() if letter in data  # memchr: instant
+                  for found in pattern.finditer(data))  # fmt: skip
+    for found in candidates:
         begin = found.start()
         while begin > 0 and data[begin - 1 : begin] in b"0123456789.+-":
             begin -= 1
