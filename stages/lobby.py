@@ -96,10 +96,12 @@ def _waiting(say: Callable[[str], None], started: float, timeout: int, what: Cal
 
     def tick() -> bool:
         now = time.monotonic()
+        if now - started >= timeout:
+            return True
         if now - said[0] >= every:
             said[0] = now
             say(f"{what()} ({now - started:.0f} s of train.distributed.join_timeout {timeout} s)")
-        return now - started >= timeout
+        return False
 
     return tick
 

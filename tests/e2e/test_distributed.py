@@ -279,6 +279,13 @@ def test_a_node_that_never_joins_is_named_within_the_join_timeout(project):
     assert not lines[-1].startswith("error: ") or sum(line.startswith("error: ") for line in lines) == 1
     after = (project / "models" / "mlp.pt").read_bytes() if (project / "models" / "mlp.pt").exists() else None
     assert after == before
+    # and node 1 alone, with no node 0 to answer
+    result = run_module(project, "train", "mlp", "--node-rank", "1")
+    assert result.returncode == 2
+    assert re.fullmatch(r"error: train@mlp: node 0 never answered at 127\.0\.0\.1:\d+ within "
+                        r"train\.distributed\.join_timeout \(3 s; Connection refused\); start `python -m "
+                        r"stages\.train mlp` there \(or dvc repro\), check the endpoint and the firewall, or raise "
+                        r"the timeout", result.stderr.splitlines()[-1])  # fmt: skip
 
 
 def test_a_port_in_use_and_a_host_that_does_not_resolve_are_named_before_any_wait(project):
