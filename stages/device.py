@@ -24,7 +24,7 @@ GPU_MIN_STEP_WORK = 2e7
 
 def step_work(spec: ModelSpec, n_features: int, n_rows: int) -> int:
     """Multiply-adds of one training step's forward pass: rows per step times the weights of the layers."""
-    widths = [n_features, *spec.hidden, 1] if spec.kind == "mlp" else [n_features, 1]
+    widths = spec.layer_widths(n_features)
     batch = spec.batch_size if 0 < spec.batch_size < n_rows else n_rows
     return batch * sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
 

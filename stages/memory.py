@@ -28,20 +28,34 @@ def _cgroup_room() -> int | None:
     for line in lines:
         _, controllers, where = line.split(":", 2)
         if controllers == "":  # v2
-            root, limit_name, usage_name = Path("/sys/fs/cgroup"), "memory.max", "memory.current"
+            root, names = Path("/sys/fs/cgroup"), ("memory.max", "memory.current", "inactive_file")
         elif "memory" in controllers.split(","):  # v1
-            root, limit_name, usage_name = (
-                Path("/sys/fs/cgroup/memory"),
-                "memory.limit_in_bytes",
-                "memory.usage_in_bytes",
-            )
+            root = Path("/sys/fs/cgroup/memory")
+            names = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
         else:
             continue
         for folder in (root / where.lstrip("/"), root):
-            limit, usage = _read_number(folder / limit_name), _read_number(folder / usage_name)
-            if limit is not None and usage is not None and limit < 1 << 60:  # v1 writes a huge number for none
-                return max(0, limit - usage)
+            room = folder_room(folder, *names)
+            if room is not None:
+                return room
     return None
+
+
+def folder_room(folder: Path, limit_name: str, usage_name: str, inactive_name: str) -> int | None:
+    """A cgroup folder's limit less its usage, or None without a limit. The usage counts the page cache, whose
+    inactive part is given back on demand: it is room (the "working set" container runtimes report)."""
+    limit, usage = _read_number(folder / limit_name), _read_number(folder / usage_name)
+    if limit is None or usage is None or limit >= 1 << 60:  # v1 writes a huge number for none
+        return None
+    return max(0, limit - usage + _stat(folder / "memory.stat", inactive_name))
+
+
+def _stat(path: Path, key: str) -> int:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in lines if line.startswith(f"{key} ")), 0)
 
 
 def available_bytes() -> int | None:

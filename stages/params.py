@@ -288,6 +288,10 @@ class ModelSpec:
         """How the model is fitted: adam, lbfgs or exact (an MLP is always trained by Adam)."""
         return self.solver if self.kind == "linear" else "adam"
 
+    def layer_widths(self, n_features: int) -> list[int]:
+        """Inputs, each hidden layer, and the one output: the model's widths from first to last."""
+        return [n_features, *self.hidden, 1] if self.kind == "mlp" else [n_features, 1]
+
 
 @dataclass(frozen=True)
 class Params:

@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
 def memory_need(spec: ModelSpec, n_features: int, n_rows: int, dtype: str) -> tuple[int, int]:
     """(weights, bytes) a model's training holds at least: every weight four times (itself, its gradient and
     Adam's two moments) and one step's layer outputs and their gradients."""
-    widths = [n_features, *spec.hidden, 1] if spec.kind == "mlp" else [n_features, 1]
+    widths = spec.layer_widths(n_features)
     weights = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
     size = 8 if dtype == "float64" or spec.method == "exact" else 4
     rows = spec.batch_size if 0 < spec.batch_size < n_rows else n_rows
