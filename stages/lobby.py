@@ -131,7 +131,10 @@ def host_lobby(model: str, endpoint: str, nnodes: int, timeout: int, mine: dict,
     """Node 0: wait for nodes 1 .. nnodes-1, compare, answer every one; raise UserError when it cannot go."""
     _, port = _address(endpoint)
     try:
-        server = socket.create_server(("", port), backlog=min(nnodes, 128))
+        if socket.has_dualstack_ipv6():  # IPv4 and IPv6 addresses of this machine alike, as torchrun's store
+            server = socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=128)
+        else:
+            server = socket.create_server(("", port), backlog=128)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise UserError(
