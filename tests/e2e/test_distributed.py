@@ -1,6 +1,8 @@
 """train.distributed end to end: real torchrun workers (gloo) on a table of 6,000 rows, against one process
 (Adam, exact, L-BFGS, early stopping); two "nodes" on this machine; Ctrl-C, a worker killed mid-training and
-a mistake every worker finds; what is refused before any worker starts."""
+a mistake every worker finds; what is refused before any worker starts; the nodes' meeting (a node that never
+joins, a port in use, a host that does not resolve, a node with other params); SIGTERM while 32 workers
+start and SIGKILL of the stage, after which no process of the run is left."""
 
 from __future__ import annotations
 
