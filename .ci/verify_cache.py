@@ -27,13 +27,18 @@ def git_show(rev: str, path: str) -> str:
 
 
 def tracked_outputs(rev: str) -> list[tuple[str, str]]:
-    """(workspace path, md5) of every cached output in REV: dvc.lock's stages and the `.dvc` files."""
+    """(workspace path, md5) of every cached output in REV: dvc.lock's stages and the `.dvc` files. Outputs
+    kept in git (`cache: false`: metrics, plots, DVCLive's log) are git's to check, not the cache's."""
+    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", rev], check=True, text=True, capture_output=True)
+    in_git = listed.stdout.splitlines()
     found = []
     lock = yaml.safe_load(git_show(rev, "dvc.lock")) or {}
     for stage in lock.get("stages", {}).values():
-        found += [(out["path"], out["md5"]) for out in stage.get("outs", []) if "md5" in out]
-    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", rev], check=True, text=True, capture_output=True)
-    for name in listed.stdout.splitlines():
+        for out in stage.get("outs", []):
+            path = out["path"].rstrip("/")
+            if "md5" in out and not any(name == path or name.startswith(path + "/") for name in in_git):
+                found.append((out["path"], out["md5"]))
+    for name in in_git:
         if name.endswith(".dvc") and not name.startswith(".dvc/"):
             for out in (yaml.safe_load(git_show(rev, name)) or {}).get("outs", []):
                 if "md5" in out:
