@@ -189,6 +189,19 @@ def _normal_form(text: str) -> str:
     return next((form for form in ("NFC", "NFD") if unicodedata.is_normalized(form, text)), "mixed forms")
 
 
+def normalization_hint(name: str, header: list[str]) -> str | None:
+    """What to say when the header has `name` in another Unicode normalization (it looks the same), else None."""
+    nfc = unicodedata.normalize("NFC", name)
+    twins = [column for column in header if unicodedata.normalize("NFC", column) == nfc]
+    if not twins:
+        return None
+    return (
+        f"the file's column {twins[0]!r} looks the same but is other Unicode code points (Unicode "
+        f"{_normal_form(twins[0])} in the file, {_normal_form(name)} here); copy the name from the file's "
+        "header, or save the file with its header in NFC"
+    )
+
+
 def column_hint(name: str, header: list[str]) -> str:
     """What to say about a column name that is not in the header: the likely intended column, the
     columns there are (the first LISTED_COLUMNS), or the delimiter the file seems to use."""
@@ -199,14 +212,9 @@ def column_hint(name: str, header: list[str]) -> str:
             f"the header is a single column, {header[0]!r}, so the file looks like it uses ';' or tabs "
             "instead of commas"
         )
-    nfc = unicodedata.normalize("NFC", name)
-    twins = [column for column in header if unicodedata.normalize("NFC", column) == nfc]
-    if twins:
-        return (
-            f"the file's column {twins[0]!r} looks the same but is other Unicode code points (Unicode "
-            f"{_normal_form(twins[0])} in the file, {_normal_form(name)} here); copy the name from the file's "
-            "header, or save the file with its header in NFC"
-        )
+    twin = normalization_hint(name, header)
+    if twin:
+        return twin
     same = [column for column in header if column.strip().casefold() == name.strip().casefold()]
     close = same or difflib.get_close_matches(name, header, n=1, cutoff=0.6)
     guess = f"did you mean {close[0]!r}? " if close else ""

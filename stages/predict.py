@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.csv_input import is_blank_record, read_cells, read_columns, read_header
+from stages.csv_input import is_blank_record, normalization_hint, read_cells, read_columns, read_header
 from stages.errors import UserError, os_error_message, run_stage
 from stages.io import atomic_open, file_kind
 from stages.memory import available_bytes, gib
@@ -164,10 +164,11 @@ def main(argv: list[str] | None = None) -> None:
     features = saved["features"] if transform is None else [column.name for column in transform.columns]
     missing = [name for name in features if name not in header]
     if missing:
+        twin = next(filter(None, (normalization_hint(name, header) for name in missing)), None)
         raise UserError(
             f"{args.csv}: missing the model's feature column(s) {', '.join(map(repr, missing))} "
-            f"({args.model} was trained on {', '.join(map(repr, features))}); the columns are "
-            f"{', '.join(map(repr, header))}"
+            f"({args.model} was trained on {', '.join(map(repr, features))}); "
+            + (twin or f"the columns are {', '.join(map(repr, header))}")
         )
     if transform is None:
         X = read_columns(args.csv, features, header)

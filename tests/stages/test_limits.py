@@ -178,3 +178,22 @@ def test_a_model_too_large_to_train_in_the_memory_left_is_refused_before_it_is_b
     assert f"({side * side + 4 * side + 1:,} weights, with their gradients" in result.stderr
     assert result.stderr.endswith("is available here: use smaller models.mlp.hidden layers or batch_size\n")
     assert not (workdir / "models").exists()
+
+
+def test_predict_says_when_a_column_differs_from_the_models_only_in_unicode_normalization(workdir):
+    import unicodedata
+
+    nfc, nfd = unicodedata.normalize("NFC", "température"), unicodedata.normalize("NFD", "température")
+    rows = "".join(f"{x},{y}\n" for x, y in zip(range(1, 11), [3, 5, 5, 6, 7, 7, 8, 9, 9, 10], strict=True))
+    (workdir / "data" / "seed.csv").write_text(f"{nfc},y\n{rows}", encoding="utf-8")
+    write_params(workdir, default_params(features=[nfc]))
+    for stage in (["prepare"], ["train", "linear"]):
+        assert run_module(workdir, *stage).returncode == 0
+    (workdir / "new.csv").write_text(f"{nfd}\n3\n", encoding="utf-8")  # as a Mac's tools may write it
+    result = run_module(workdir, "predict", "models/linear.pt", "new.csv", "-o", "out.csv")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: new.csv: missing the model's feature column(s) {nfc!r} (models/linear.pt was trained on {nfc!r}); "
+        f"the file's column {nfd!r} looks the same but is other Unicode code points (Unicode NFD in the file, NFC "
+        "here); copy the name from the file's header, or save the file with its header in NFC\n"
+    )
