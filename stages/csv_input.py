@@ -111,35 +111,34 @@ def _check_is_text(path: Path, named_by: str) -> tuple[int, bytes] | None:
     return tiny[0] if tiny else None
 
 
-# A number nearer 0 than float64's smallest (4.9e-324), such as 1e-400, reads as 0: refused as a number too
-# large is. Only numbers with a three-digit negative exponent can be. One pattern per letter: a literal start
-# ("e-") lets the regex engine skip ahead at memory speed, where [eE] would try every byte (20x slower).
-TINY_EXPONENTS = {letter: re.compile(re.escape(letter) + rb"-0*[1-9][0-9]{2}") for letter in (b"e", b"E")}
-NUMBER_AROUND = re.compile(rb"[-+]?[0-9.]*[eE]-[0-9]+")
+# A number nearer 0 than float64's smallest (4.9e-324), such as 1e-400 or 0.000...1 with 400 zeros, reads as 0:
+# refused as a number too large is. Only a number with a three-digit negative exponent or 300 zeros after its
+# point can be. Each mark has a literal start that the search skips to at memory speed (a character class,
+# [eE], would try every byte: 20x slower); the regex runs only where the literal is in the chunk.
+TINY_MARKS = (
+    (b"e", re.compile(rb"e-0*[1-9][0-9]{2}")),
+    (b"E", re.compile(rb"E-0*[1-9][0-9]{2}")),
+    (b"0" * 300, re.compile(rb"\.0{300}")),
+)
+NUMBER_AT = re.compile(rb"[-+]?[0-9]*\.?[0-9]*(?:[eE][-+]?[0-9]+)?")
 
 
 def _tiny_numbers(handle, data: bytes, offset: int) -> list[tuple[int, bytes]]:
     """(byte offset, text) of the first number in `data` (at `offset` of the file) that is not 0 but reads as
     0. A number across the chunk's end is read whole from the file (`handle`)."""
-    candidates = (found for letter, pattern in TINY_EXPONENTS.items() if letter in data  # memchr: instant
-                  for found in pattern.finditer(data))  # fmt: skip
+    candidates = (found for literal, pattern in TINY_MARKS if literal in data for found in pattern.finditer(data))
     for found in candidates:
         begin = found.start()
         while begin > 0 and data[begin - 1 : begin] in b"0123456789.+-":
             begin -= 1
-        end = found.end()
-        if end == len(data):  # more digits may follow in the next chunk
-            data = data + handle.peek(32)[:32]
-        number = NUMBER_AROUND.match(data, begin)
-        if number is None:
-            continue
-        text = number.group()
+        if found.end() + 4096 > len(data):  # the number may go on in the next chunk
+            data = data + handle.peek(4096)[:4096]
+        text = NUMBER_AT.match(data, begin).group()
         try:
             value = float(text)
         except ValueError:
             continue
-        mantissa = re.split(rb"[eE]", text)[0]
-        if value == 0 and re.search(rb"[1-9]", mantissa):
+        if value == 0 and re.search(rb"[1-9]", re.split(rb"[eE]", text)[0]):
             return [(offset + begin, text)]
     return []
 

@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from stages.csv_input import read_table
+from stages.csv_input import read_header, read_table
 from stages.errors import UserError
 
 
@@ -219,3 +219,16 @@ def test_utf8_split_across_scan_chunks_is_text_and_a_late_bad_byte_is_located(tm
     assert table.y.tolist() == [2, 4]
     with pytest.raises(UserError, match="line 4, byte offset 14: byte 0xff"):
         read_table(write(tmp_path, b"x,y\n1,2\n3,4\n5,\xff\n"), ("x",), "y")
+
+
+def test_a_number_that_reads_as_zero_is_refused_in_either_spelling_and_a_subnormal_is_kept(tmp_path):
+    path = tmp_path / "t.csv"
+    for cell in ("1e-400", "-2.5E-0999", "0." + "0" * 400 + "1"):
+        path.write_text(f"x,y\n1,2\n3,{cell}\n")
+        with pytest.raises(
+            UserError, match=rf"^{re.escape(str(path))}: line 3, column 'y': '{re.escape(cell)}' reads as 0"
+        ):
+            read_header(path)
+    for cell in ("2.2250738585e-313", "0." + "0" * 310 + "1", "0e-400", "1e-300"):  # subnormal, zero, normal
+        path.write_text(f"x,y\n1,2\n3,{cell}\n")
+        assert read_header(path) == ["x", "y"]
