@@ -19,7 +19,14 @@ from pathlib import Path
 
 import yaml
 
-CACHE = Path(".dvc/cache/files/md5")
+
+def cache_root() -> Path:
+    """Where this project's DVC cache keeps md5-named files: `dvc cache dir` (cache.dir may move it)."""
+    found = subprocess.run(["dvc", "cache", "dir"], text=True, capture_output=True)
+    folder = Path(found.stdout.strip()) if found.returncode == 0 and found.stdout.strip() else Path(".dvc/cache")
+    if folder.is_absolute() and folder.is_relative_to(Path.cwd()):
+        folder = folder.relative_to(Path.cwd())  # names in messages as the user sees them: .dvc/cache/...
+    return folder / "files" / "md5"
 
 
 def git_show(rev: str, path: str) -> str:
@@ -46,8 +53,8 @@ def tracked_outputs(rev: str) -> list[tuple[str, str]]:
     return found
 
 
-def cache_file(md5: str) -> Path:
-    return CACHE / md5[:2] / md5[2:]
+def cache_file(root: Path, md5: str) -> Path:
+    return root / md5[:2] / md5[2:]
 
 
 def md5_of(path: Path) -> str:
@@ -58,9 +65,9 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check(path: str, md5: str, bad: list[str], counts: dict[str, int]) -> None:
+def check(root: Path, path: str, md5: str, bad: list[str], counts: dict[str, int]) -> None:
     """Check one cache entry (and, for a folder, each file its listing names)."""
-    stored = cache_file(md5)
+    stored = cache_file(root, md5)
     if not stored.is_file():
         counts["absent"] += 1
         return
@@ -71,15 +78,16 @@ def check(path: str, md5: str, bad: list[str], counts: dict[str, int]) -> None:
         return
     if md5.endswith(".dir"):
         for entry in json.loads(stored.read_text()):
-            check(f"{path}/{entry['relpath']}", entry["md5"], bad, counts)
+            check(root, f"{path}/{entry['relpath']}", entry["md5"], bad, counts)
 
 
 def main(argv: list[str]) -> int:
     rev = argv[0] if argv else "HEAD"
     bad: list[str] = []
     counts = {"checked": 0, "absent": 0}
+    root = cache_root()
     for path, md5 in tracked_outputs(rev):
-        check(path, md5, bad, counts)
+        check(root, path, md5, bad, counts)
     for line in bad:
         print(f"verify-cache: {line}; delete it, then dvc pull (or dvc repro) to get it back", file=sys.stderr)
     absent = f", {counts['absent']} not in this cache (dvc pull gets them)" if counts["absent"] else ""
