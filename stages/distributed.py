@@ -203,7 +203,7 @@ def stop_group(process: subprocess.Popen) -> None:
         return
 
 
-def launch(model: str, params_path: str, prepared: str, node_rank: int, d: Distributed, device: str,
+def launch(model: str, params_path: str, prepared: str, node_rank: int, d: Distributed,
            fingerprint: Callable[[], dict]) -> None:  # fmt: skip
     """Run this machine's workers through torchrun and wait for them. A failure in any worker (here or on
     another machine) is one line: the worker's own `error:` line when it has one (exit 2), else which rank
@@ -212,7 +212,6 @@ def launch(model: str, params_path: str, prepared: str, node_rank: int, d: Distr
     torchrun and every worker (killed after STOP_GRACE_S); so does this process's death, however it dies."""
     if node_rank >= d.nnodes:
         raise UserError(f"--node-rank {node_rank} is not below train.distributed.nnodes {d.nnodes}")
-    check_machine(d, device)
     command = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={d.nnodes}",
                f"--nproc-per-node={d.nproc_per_node}", "--max-restarts=0"]  # fmt: skip
     if d.nnodes == 1:

@@ -301,13 +301,13 @@ def main(argv: list[str] | None = None) -> None:
     shard = distributed.worker_shard()
     wanted = params.train.distributed
     if shard is None and wanted.world_size > 1:
+        distributed.check_machine(wanted, params.train.device)  # the machine first: it is what cannot change
         n_train = len(read_split(args.prepared, mmap=True).y_train)
         if spec.early_stopping is not None:  # the workers share the rows left after the validation rows
             n_train -= math.ceil(spec.early_stopping.validation_fraction * n_train)
         distributed.check_rows(n_train, wanted.world_size)
         fingerprint = functools.partial(lobby.fingerprint, params.train, spec, args.prepared)
-        distributed.launch(args.model, args.params, args.prepared, args.node_rank, wanted, params.train.device,
-                           fingerprint)  # fmt: skip
+        distributed.launch(args.model, args.params, args.prepared, args.node_rank, wanted, fingerprint)
         return
     try:
         train_and_write(args, params, spec, shard)
