@@ -34,6 +34,9 @@ class Table:
 
 
 TEXT_SCAN_CHUNK = 1 << 20
+# The csv module refuses fields over 131,072 characters; pandas reads fields, header names included, of any
+# length, so every csv.reader here must too (a process-wide setting, made once)
+csv.field_size_limit(sys.maxsize)
 
 
 # Files people point at a CSV setting by mistake, by their first bytes, and what to do instead.
@@ -71,13 +74,13 @@ def _check_is_text(path: Path, named_by: str) -> tuple[int, bytes] | None:
     check_regular_file(path, f"point {named_by} at an existing CSV")
     handle = path.open("rb")
     offset, carry = 0, b""  # offset of the first byte of `carry`
-    tiny: list[tuple[int, bytes]] = []
+    tiny: tuple[int, bytes] | None = None
     with handle:
         start = handle.peek(8)[:8]  # the first bytes, to name a binary format
         while chunk := handle.read(TEXT_SCAN_CHUNK):
             data = carry + chunk
-            if not tiny:
-                tiny = _tiny_numbers(handle, data, offset)
+            if tiny is None:
+                tiny = _tiny_number(handle, data, offset)
             bad = data.find(b"\0")
             if bad < 0 and data.isascii():
                 carry = b""
@@ -108,7 +111,7 @@ def _check_is_text(path: Path, named_by: str) -> tuple[int, bytes] | None:
         )
     if offset == 0:
         raise UserError(f"{path}: the file is empty; it needs a header row like x,y and data rows")
-    return tiny[0] if tiny else None
+    return tiny
 
 
 # A number nearer 0 than float64's smallest (4.9e-324), such as 1e-400 or 0.000...1 with 400 zeros, reads as 0:
@@ -123,7 +126,7 @@ TINY_MARKS = (
 NUMBER_AT = re.compile(rb"[-+]?[0-9]*\.?[0-9]*(?:[eE][-+]?[0-9]+)?")
 
 
-def _tiny_numbers(handle, data: bytes, offset: int) -> list[tuple[int, bytes]]:
+def _tiny_number(handle, data: bytes, offset: int) -> tuple[int, bytes] | None:
     """(byte offset, text) of the first number in `data` (at `offset` of the file) that is not 0 but reads as
     0. A number across the chunk's end is read whole from the file (`handle`)."""
     candidates = (found for literal, pattern in TINY_MARKS if literal in data for found in pattern.finditer(data))
@@ -139,8 +142,8 @@ def _tiny_numbers(handle, data: bytes, offset: int) -> list[tuple[int, bytes]]:
         except ValueError:
             continue
         if value == 0 and re.search(rb"[1-9]", re.split(rb"[eE]", text)[0]):
-            return [(offset + begin, text)]
-    return []
+            return offset + begin, text
+    return None
 
 
 def _line_at(path: Path, offset: int) -> int:
@@ -155,7 +158,6 @@ def _line_at(path: Path, offset: int) -> int:
 
 def _read_header(path: Path) -> list[str]:
     try:
-        csv.field_size_limit(sys.maxsize)  # a header name of any length, as data fields
         with path.open(encoding="utf-8-sig", newline="") as handle:
             header = next(csv.reader(handle, skipinitialspace=True), [])
     except UnicodeDecodeError as err:
@@ -233,7 +235,6 @@ def is_blank_record(fields: list[str]) -> bool:
 def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
     """(first line, fields) of each record under the header, as the csv module splits them (a quoted field
     may span lines); fields of any length."""
-    csv.field_size_limit(sys.maxsize)
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, skipinitialspace=True)
         next(reader, None)
@@ -257,7 +258,6 @@ def _locate_row(path: Path, row: int) -> tuple[int, list[str]]:
 
 def _unclosed_quote_line(path: Path) -> int | None:
     """The line where a quoted field opens that the file never closes, if one does."""
-    csv.field_size_limit(sys.maxsize)
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, skipinitialspace=True, strict=True)
         start = 1  # the first line of the record being read
@@ -367,7 +367,7 @@ def check_spread(path: str | Path, name: str, low: float, high: float) -> None:
 
 def read_header(path: str | Path, named_by: str = "data.path in params.yaml") -> list[str]:
     """The column names of a CSV, after checking it is a non-empty UTF-8 text file without a number too small
-    to read (_tiny_numbers)."""
+    to read (_tiny_number)."""
     path = Path(path)
     tiny = _check_is_text(path, named_by)
     header = _read_header(path)

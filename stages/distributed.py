@@ -11,6 +11,7 @@ collectives, so every worker holds the same model, and rank 0 alone writes the o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.errors import INTERRUPTED, UserError, debug_enabled
+from stages.errors import INTERRUPTED, LAUNCHER_VARIABLE, UserError, debug_enabled
 from stages.params import Distributed
 
 # torchrun sets these in every worker it starts
@@ -138,7 +139,6 @@ WORKERS_PER_CORE = 16
 # After Ctrl-C or SIGTERM, torchrun and the workers get this long to stop before they are killed: torchrun can
 # hang in its rendezvous shutdown, and a worker inside a gloo call does not run Python's signal handler.
 STOP_GRACE_S = 5.0
-LAUNCHER_VARIABLE = "STAGES_LAUNCHER_PID"  # the stage process that started torchrun, for the workers' check
 
 
 def check_machine(d: Distributed, device: str) -> None:
@@ -185,22 +185,13 @@ def _die_with_parent() -> None:
 
 
 def stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM to torchrun and every worker (its process group), SIGKILL to what still runs STOP_GRACE_S later."""
+    """SIGTERM to torchrun and every worker (its process group); SIGKILL to the group once torchrun is gone or
+    STOP_GRACE_S have passed, for workers that outlive it or ignore SIGTERM."""
     for sent in (signal.SIGTERM, signal.SIGKILL):
-        try:
+        with contextlib.suppress(ProcessLookupError):  # the group is gone already
             os.killpg(process.pid, sent)
-        except ProcessLookupError:
-            return
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            continue
-        if sent == signal.SIGTERM:  # torchrun is gone; its workers may not be
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return
 
 
 def launch(model: str, params_path: str, prepared: str, node_rank: int, d: Distributed,

@@ -17,6 +17,8 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 INTERRUPTED = "interrupted; this stage did not finish, run `dvc repro` again"
 WATCH_SECONDS = 0.5  # how often a stage started by a shell checks that dvc still runs
+# Set by a stage for the torchrun it starts (stages/distributed.py): its pid, which each worker checks
+LAUNCHER_VARIABLE = "STAGES_LAUNCHER_PID"
 
 
 class UserError(Exception):
@@ -111,7 +113,7 @@ def stop_with_parent() -> None:
     dvc, is gone."""
     signal.signal(signal.SIGTERM, _interrupt)
     parent = os.getppid()
-    launcher = os.environ.get("STAGES_LAUNCHER_PID") if "TORCHELASTIC_RUN_ID" in os.environ else None
+    launcher = os.environ.get(LAUNCHER_VARIABLE) if "TORCHELASTIC_RUN_ID" in os.environ else None
     try:
         import ctypes
 
